@@ -1,0 +1,81 @@
+//! Start-up wiring: open the blob store and index under `data_dir`, build
+//! the key ring (generating the first admin key if none is configured),
+//! bind, and run the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use crate::auth::{self, KeyRing, Role};
+use crate::components::Components;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::index::Index;
+use crate::store::BlobStore;
+
+/// The index meta key holding the hash of the generated admin key.
+const BOOTSTRAP_KEY: &str = "bootstrap_admin_key_blake3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {err}")]
+    Data { path: String, err: std::io::Error },
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    #[error("cannot listen on {addr}: {err}")]
+    Bind { addr: String, err: std::io::Error },
+}
+
+/// Opens storage and keys. Prints a generated admin key once, on the first
+/// start with no key configured.
+pub fn open(cfg: Config) -> Result<AppState, StartError> {
+    let data = cfg.data_dir.clone();
+    let data_err = |err| StartError::Data {
+        path: data.display().to_string(),
+        err,
+    };
+    std::fs::create_dir_all(&data).map_err(data_err)?;
+    let blobs = BlobStore::open(&data).map_err(data_err)?;
+    let index = Index::open(&data.join("index"))?;
+
+    let mut extra = Vec::new();
+    if cfg.auth.keys.is_empty() {
+        let hash = match index.meta(BOOTSTRAP_KEY)? {
+            Some(h) => String::from_utf8_lossy(&h).into_owned(),
+            None => {
+                let key = auth::generate_key();
+                let hash = auth::hash_key(&key);
+                index.set_meta(BOOTSTRAP_KEY, hash.as_bytes())?;
+                println!(
+                    "artifact-store: no API key is configured, so an admin key was generated.\n\
+                     It is shown this once; only its hash is kept:\n\n    admin key: {key}\n\n\
+                     Send it as `Authorization: Bearer <key>`; configure your own keys with \
+                     `artifact-store key new` (then this one stops working)."
+                );
+                hash
+            }
+        };
+        extra.push(("bootstrap-admin".to_owned(), Role::Admin, hash));
+    }
+    let keys = KeyRing::new(&cfg.auth, extra);
+    let cfg = Arc::new(cfg);
+    Ok(AppState {
+        components: Components::new(blobs, index, cfg.clone()),
+        keys,
+        cfg,
+    })
+}
+
+/// Binds, prints the address (`listening on http://ADDR`), and serves until stopped.
+pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let addr = cfg.listen.clone();
+    let state = open(cfg)?;
+    let listener = TcpListener::bind(&addr).map_err(|err| StartError::Bind {
+        addr: addr.clone(),
+        err,
+    })?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, data = %state.cfg.data_dir.display(), "artifact-store listening");
+    println!("listening on http://{local}");
+    http::start(state, listener)?.await?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Typed configuration: embedded defaults, then `config/default.toml` (or the
+//! file given with `--config`), then `ARTIFACT_STORE_*` environment variables
+//! (nested keys with `__`, e.g. `ARTIFACT_STORE_AUTH__ANONYMOUS_READ=false`).
+//!
+//! The defaults run with no setup: data under `./data`, listening on
+//! `127.0.0.1:8080`, anonymous reads, writes only with a key.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Role;
+
+/// The file read when `--config` is not given (if it exists).
+pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Where blobs, temp files and the sled index live.
+    pub data_dir: PathBuf,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body accepted for an upload (413 above it).
+    pub max_upload_bytes: u64,
+    /// Largest total of file sizes an uploaded tarball may unpack to.
+    pub max_unpacked_bytes: u64,
+    /// Architecture used when a client sends none (or the string "null").
+    pub default_arch: String,
+    /// zstd level for canonical tarballs.
+    pub zstd_level: i32,
+    /// Base URL put in `download_url` fields; derived from the request when unset.
+    pub public_url: Option<String>,
+    /// Log one line per HTTP request.
+    pub log_requests: bool,
+    pub auth: AuthConfig,
+    pub compat: CompatConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            workers: 0,
+            max_upload_bytes: 16 << 30,
+            max_unpacked_bytes: 64 << 30,
+            default_arch: "rocky9".into(),
+            zstd_level: 3,
+            public_url: None,
+            log_requests: true,
+            auth: AuthConfig::default(),
+            compat: CompatConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Allow reads without a key.
+    pub anonymous_read: bool,
+    /// API keys, stored as the blake3 (hex) of the key; see `artifact-store key new`.
+    pub keys: Vec<KeyConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            anonymous_read: true,
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// A label for logs (who owns the key).
+    pub name: String,
+    pub role: Role,
+    /// blake3 (hex) of the key itself.
+    pub blake3: String,
+}
+
+/// Settings for the lab's existing build scripts (the original API).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompatConfig {
+    /// `PUT /component` imports `results_tarball` only from below these directories.
+    pub import_roots: Vec<PathBuf>,
+    /// Client networks trusted to `PUT /component` without a key (today's
+    /// scripts send none), e.g. `["10.0.0.0/8"]`.
+    pub trusted_networks: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Check(String),
+}
+
+impl Config {
+    /// Loads defaults, then the file (the explicit one must exist), then env.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match explicit {
+            Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_owned())),
+            Some(p) => fig = fig.merge(Toml::file(p)),
+            None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        // URL and TOKEN belong to the client subcommands, not the server.
+        fig = fig.merge(
+            Env::prefixed("ARTIFACT_STORE_")
+                .ignore(&["url", "token"])
+                .split("__"),
+        );
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        crate::model::validate_name("default_arch", &self.default_arch)
+            .map_err(|e| ConfigError::Check(e.to_string()))?;
+        for k in &self.auth.keys {
+            if blake3::Hash::from_hex(&k.blake3).is_err() {
+                return Err(ConfigError::Check(format!(
+                    "auth.keys '{}': blake3 must be 64 hex characters (see `artifact-store key hash`)",
+                    k.name
+                )));
+            }
+        }
+        if !(1..=19).contains(&self.zstd_level) {
+            return Err(ConfigError::Check("zstd_level must be 1..=19".into()));
+        }
+        Ok(())
+    }
+
+    /// The default architecture, lower case.
+    pub fn default_arch(&self) -> String {
+        self.default_arch.to_ascii_lowercase()
+    }
+}

@@ -1,0 +1,53 @@
+//! Who is calling: the identity headers (both spellings) and the API key.
+
+use actix_web::HttpRequest;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::{Principal, Role};
+use crate::model::Identity;
+
+fn header<'a>(req: &'a HttpRequest, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .filter_map(|n| req.headers().get(*n))
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+}
+
+/// `linux_username` / `X-adbs-linux-user` and `github_username` / `X-adbs-github-user`.
+pub fn identity(req: &HttpRequest) -> Identity {
+    let clip = |s: &str| s.chars().take(128).collect::<String>();
+    Identity {
+        linux_username: header(req, &["linux_username", "x-adbs-linux-user"]).map(clip),
+        github_username: header(req, &["github_username", "x-adbs-github-user"]).map(clip),
+    }
+}
+
+/// The key from `Authorization: Bearer <key>`, if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let v = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, key) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+/// The caller, refused (401/403) unless it holds `role`.
+pub fn authorize(state: &AppState, req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
+    let p = state.keys.identify(bearer(req))?;
+    state.keys.require(&p, role)?;
+    Ok(p)
+}
+
+/// Whether the peer address is in one of the configured trusted networks.
+pub fn from_trusted_network(state: &AppState, req: &HttpRequest) -> bool {
+    let Some(peer) = req.peer_addr() else {
+        return false;
+    };
+    state
+        .cfg
+        .compat
+        .trusted_networks
+        .iter()
+        .any(|n| n.contains(&peer.ip()))
+}

@@ -1,0 +1,148 @@
+//! The one place where errors become HTTP answers: a status, a stable
+//! machine-readable `code`, and the JSON body every client expects:
+//! `{"status": "error", "errorMessage": "...", "code": "..."}`.
+//! Internal errors are logged in full and answered without details.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::components::ComponentError;
+use crate::model::NameError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        let id = rand::random::<u32>();
+        tracing::error!(error_id = id, "internal error: {err}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error (logged as {id:08x})"),
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        let mut b = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            b.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        b.json(json!({
+            "status": "error",
+            "errorMessage": self.message,
+            "code": self.code,
+        }))
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::MissingKey | AuthError::InvalidKey => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+            }
+            AuthError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+        }
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", e.to_string())
+    }
+}
+
+impl From<ComponentError> for ApiError {
+    fn from(e: ComponentError) -> Self {
+        use ComponentError as E;
+        let msg = e.to_string();
+        match e {
+            E::Name(n) => n.into(),
+            E::Store(StoreError::BadArchive(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_archive", msg)
+            }
+            E::Store(StoreError::TooLarge { .. }) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
+            }
+            E::Store(StoreError::Io(_)) | E::Index(_) => ApiError::internal(msg),
+            E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
+            E::ChecksumMismatch { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "checksum_mismatch", msg)
+            }
+            E::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
+            E::BlobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "blob_not_found", msg),
+            E::BadRequest(_) => ApiError::bad_request(msg),
+            E::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+/// Handlers for actix's own extractor failures, so they answer JSON too.
+pub fn json_config() -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default()
+        .limit(4 << 20)
+        .error_handler(|err, _| ApiError::bad_request(format!("invalid JSON body: {err}")).into())
+}
+
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid query string: {err}")).into()
+    })
+}
+
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default()
+        .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into())
+}

@@ -1,0 +1,144 @@
+//! The HTTP face of the service: the route table and thin handlers.
+//!
+//! Layout: `error` (the one error -> HTTP mapping), `caller` (identity
+//! headers, API keys), `files` (streaming blob files), `upload` (streaming
+//! bodies to temp files), `components` (REST), `legacy` (the original API).
+//!
+//! Architecture invariant: actix-web is used only in this module; handlers
+//! extract, call the domain, and map the answer, nothing more.
+
+mod caller;
+mod components;
+pub mod error;
+mod files;
+mod legacy;
+mod upload;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, Service};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde_json::json;
+
+use crate::auth::KeyRing;
+use crate::components::{ComponentError, Components};
+use crate::config::Config;
+use error::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub components: Components,
+    pub keys: KeyRing,
+    pub cfg: Arc<Config>,
+}
+
+/// Runs blocking domain work off the async threads.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ComponentError> + Send + 'static,
+    T: Send + 'static,
+{
+    Ok(tokio::task::spawn_blocking(f).await??)
+}
+
+/// The route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use components as c;
+    cfg.app_data(error::json_config())
+        .app_data(error::query_config())
+        .app_data(error::path_config())
+        .service(resource("/healthz").route(web::get().to(healthz)))
+        .service(
+            resource("/component")
+                .route(web::get().to(legacy::get_component))
+                .route(web::head().to(legacy::get_component))
+                .route(web::put().to(legacy::put_component)),
+        )
+        .service(resource("/v1/components").route(web::get().to(c::list)))
+        .service(resource("/v1/components/missing").route(web::post().to(c::missing)))
+        .service(resource("/v1/components/{component}").route(web::get().to(c::versions)))
+        .service(
+            resource("/v1/components/{component}/{tag}/{arch}")
+                .route(web::get().to(c::download))
+                .route(web::head().to(c::download))
+                .route(web::put().to(c::put))
+                .route(web::delete().to(c::delete)),
+        )
+        .service(
+            resource("/v1/components/{component}/{tag}/{arch}/info").route(web::get().to(c::info)),
+        )
+        .service(
+            resource("/v1/blobs/{blake3}")
+                .route(web::get().to(c::blob))
+                .route(web::head().to(c::blob)),
+        );
+}
+
+/// A resource whose unsupported methods answer 405 in JSON.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
+        ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        )
+    }))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn no_route(req: HttpRequest) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.path()))
+}
+
+impl actix_web::Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+/// Starts the server on an already bound listener.
+pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let workers = match state.cfg.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let log_requests = state.cfg.log_requests;
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes)
+            .default_service(web::to(no_route))
+            .wrap_fn(move |req, srv| {
+                let start = Instant::now();
+                let (method, path) = (req.method().clone(), req.path().to_owned());
+                let who = caller::identity(req.request());
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    if log_requests {
+                        tracing::info!(
+                            target: "artifact_store::request",
+                            %method,
+                            path,
+                            status = res.status().as_u16(),
+                            ms = start.elapsed().as_secs_f64() * 1000.0,
+                            linux_user = who.linux_username.as_deref().unwrap_or("-"),
+                            github_user = who.github_username.as_deref().unwrap_or("-"),
+                        );
+                    }
+                    Ok(res)
+                }
+            })
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

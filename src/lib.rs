@@ -1,0 +1,20 @@
+//! artifact-store: the artifact storage of a build system.
+//!
+//! Layout (one concern per module; see ARCHITECTURE.md):
+//! - `config`: typed configuration, embedded defaults, file and env overrides.
+//! - `model`: names, the (component, tag, arch) key, the index record.
+//! - `auth`: API keys (hashed) and roles.
+//! - `store`: bytes on disk: content-addressed blobs, safe unpack, deterministic pack.
+//! - `index`: metadata in sled.
+//! - `components`: the component store's operations (domain, no HTTP).
+//! - `http`: routes and thin handlers (actix-web).
+//! - `app`: wiring everything together at start-up.
+
+pub mod app;
+pub mod auth;
+pub mod components;
+pub mod config;
+pub mod http;
+pub mod index;
+pub mod model;
+pub mod store;

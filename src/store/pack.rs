@@ -1,0 +1,179 @@
+//! Deterministic tarballs: a directory becomes a tar with sorted entries,
+//! owner 0:0 and no user names, permission bits only, mtimes clamped, and a
+//! single top-level directory (the tag), compressed with zstd. The same tree
+//! gives the same bytes, hence the same blake3.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// Name of the single top-level directory (the tag).
+    pub prefix: String,
+    /// Entries newer than this (unix seconds) get this mtime; `None` keeps them.
+    pub mtime_clamp: Option<u64>,
+    /// zstd level.
+    pub level: i32,
+}
+
+/// Number of zstd worker threads: fixed, because the frame layout (and so
+/// the hash) must not depend on the machine.
+const ZSTD_WORKERS: u32 = 2;
+
+/// Packs `src` (its contents, not itself) under `opts.prefix/` into `out` as
+/// tar.zst. Returns `out` after the zstd frame is finished.
+pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, StoreError> {
+    let mut enc = zstd::stream::write::Encoder::new(out, opts.level)?;
+    enc.multithread(ZSTD_WORKERS)?;
+    let mut tar = tar::Builder::new(enc);
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+
+    let clamp = |m: i64| -> u64 {
+        let m = m.max(0) as u64;
+        opts.mtime_clamp.map_or(m, |c| m.min(c))
+    };
+    let root_meta = fs::metadata(src)?;
+    let mut header = dir_header(clamp(root_meta.mtime()), 0o755);
+    tar.append_data(&mut header, format!("{}/", opts.prefix), io::empty())?;
+
+    let walker = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().cmp(b.file_name()));
+    for entry in walker {
+        let entry = entry.map_err(io::Error::other)?;
+        let rel = entry.path().strip_prefix(src).map_err(io::Error::other)?;
+        let name = Path::new(&opts.prefix).join(rel);
+        let meta = entry.metadata().map_err(io::Error::other)?;
+        let mtime = clamp(meta.mtime());
+        let perm = meta.mode() & 0o777;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let mut h = dir_header(mtime, perm | 0o700);
+            tar.append_data(&mut h, &name, io::empty())?;
+        } else if ft.is_file() {
+            let mut h = base_header(tar::EntryType::Regular, mtime, perm);
+            h.set_size(meta.len());
+            let f = File::open(entry.path())?;
+            tar.append_data(&mut h, &name, f.take(meta.len()))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(entry.path())?;
+            let mut h = base_header(tar::EntryType::Symlink, mtime, 0o777);
+            h.set_size(0);
+            tar.append_link(&mut h, &name, &target)?;
+        } else {
+            return Err(StoreError::bad(format!(
+                "{} is a device file, socket or fifo; components may only hold files, directories and symlinks",
+                rel.display()
+            )));
+        }
+    }
+    let enc = tar.into_inner()?;
+    Ok(enc.finish()?)
+}
+
+fn base_header(kind: tar::EntryType, mtime: u64, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_mode(mode);
+    h
+}
+
+fn dir_header(mtime: u64, mode: u32) -> tar::Header {
+    let mut h = base_header(tar::EntryType::Directory, mtime, mode);
+    h.set_size(0);
+    h
+}
+
+/// Re-encodes a stored tar.zst as tar.gz (gzip header mtime 0, so the same
+/// input gives the same bytes). Used for clients that open `r:gz`.
+pub fn zstd_to_gzip<R: Read, W: Write>(src: R, out: W) -> io::Result<W> {
+    let mut dec = zstd::stream::read::Decoder::new(src)?;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(out, flate2::Compression::new(6));
+    io::copy(&mut dec, &mut gz)?;
+    gz.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tree(root: &Path) {
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::create_dir_all(root.join("lib/x")).unwrap();
+        fs::write(root.join("bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
+        fs::write(root.join("lib/x/a.txt"), b"aaa").unwrap();
+        fs::write(root.join("README"), b"r").unwrap();
+        symlink("../lib/x/a.txt", root.join("bin/link")).unwrap();
+    }
+
+    #[test]
+    fn same_tree_same_bytes() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        tree(a.path());
+        tree(b.path());
+        let opts = PackOptions {
+            prefix: "R1.0".into(),
+            mtime_clamp: Some(1_700_000_000),
+            level: 3,
+        };
+        let x = pack_dir(a.path(), &opts, Vec::new()).unwrap();
+        let y = pack_dir(b.path(), &opts, Vec::new()).unwrap();
+        assert_eq!(blake3::hash(&x), blake3::hash(&y));
+
+        let dec = zstd::stream::read::Decoder::new(&x[..]).unwrap();
+        let mut ar = tar::Archive::new(dec);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                assert_eq!(e.header().uid().unwrap(), 0);
+                assert!(e.header().mtime().unwrap() <= 1_700_000_000);
+                e.path().unwrap().display().to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "R1.0/",
+                "R1.0/README",
+                "R1.0/bin",
+                "R1.0/bin/link",
+                "R1.0/bin/tool",
+                "R1.0/lib",
+                "R1.0/lib/x",
+                "R1.0/lib/x/a.txt"
+            ]
+        );
+    }
+
+    #[test]
+    fn gzip_roundtrip() {
+        let a = tempfile::tempdir().unwrap();
+        tree(a.path());
+        let opts = PackOptions {
+            prefix: "T".into(),
+            mtime_clamp: None,
+            level: 3,
+        };
+        let zst = pack_dir(a.path(), &opts, Vec::new()).unwrap();
+        let gz = zstd_to_gzip(&zst[..], Vec::new()).unwrap();
+        let gz2 = zstd_to_gzip(&zst[..], Vec::new()).unwrap();
+        assert_eq!(gz, gz2);
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+        assert_eq!(ar.entries().unwrap().count(), 8);
+    }
+}

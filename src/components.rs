@@ -160,10 +160,12 @@ impl Components {
         };
         match self.blob_top_dir(&hash) {
             Some(top) if top == key.tag => {}
-            Some(top) => return Err(ComponentError::BadRequest(format!(
+            Some(top) => {
+                return Err(ComponentError::BadRequest(format!(
                 "blob {hex} holds the directory '{top}/', not '{}/': upload the tarball instead",
                 key.tag
-            ))),
+            )))
+            }
             None => return Err(ComponentError::BlobNotFound(hex)),
         }
         self.index_blob(key, BlobInfo { hash, size }, req)

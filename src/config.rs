@@ -117,10 +117,10 @@ impl Config {
             Some(p) => fig = fig.merge(Toml::file(p)),
             None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
-        // URL and TOKEN belong to the client subcommands, not the server.
+        // These belong to the CLI (client URL/token, config path, log filter).
         fig = fig.merge(
             Env::prefixed("ARTIFACT_STORE_")
-                .ignore(&["url", "token"])
+                .ignore(&["url", "token", "config", "log", "log_format"])
                 .split("__"),
         );
         let cfg: Config = fig.extract().map_err(Box::new)?;

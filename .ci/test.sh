@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need on a fresh Debian
+# machine (as root), then checks formatting and lints, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets -- --test-threads=4

@@ -1,0 +1,170 @@
+//! Test harness: the real `artifact-store` binary on an ephemeral loopback
+//! port, with a data directory and config of the test's own, and a real
+//! HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+pub const WRITE_KEY: &str = "test-write-key";
+pub const READ_KEY: &str = "test-read-key";
+
+pub fn hash(k: &str) -> String {
+    blake3::hash(k.as_bytes()).to_hex().to_string()
+}
+
+/// A config with three keys (admin, write, read) and `extra` TOML appended.
+pub fn config_with_keys(extra: &str) -> String {
+    format!(
+        "max_upload_bytes = 67108864\n{extra}\n\
+         [[auth.keys]]\nname = \"admin\"\nrole = \"admin\"\nblake3 = \"{}\"\n\
+         [[auth.keys]]\nname = \"ci\"\nrole = \"write\"\nblake3 = \"{}\"\n\
+         [[auth.keys]]\nname = \"reader\"\nrole = \"read\"\nblake3 = \"{}\"\n",
+        hash(ADMIN_KEY),
+        hash(WRITE_KEY),
+        hash(READ_KEY)
+    )
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    /// Lines the server printed on stdout before "listening on".
+    pub banner: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server with the standard keys in a fresh directory.
+    pub fn start() -> Server {
+        Self::start_with(&config_with_keys(""))
+    }
+
+    /// A server with this config (TOML) in a fresh directory.
+    pub fn start_with(config: &str) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        let mut s = Self::start_in(&dir, config);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on `dir/data` with `dir/config.toml` (written from `config`).
+    /// Reusing `dir` restarts on the same data.
+    pub fn start_in(dir: &Path, config: &str) -> Server {
+        std::fs::write(dir.join("config.toml"), config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("ARTIFACT_STORE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start artifact-store");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            assert!(Instant::now() < deadline, "server did not start");
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(addr) = l.strip_prefix("listening on ") {
+                        break addr.trim().to_owned();
+                    }
+                    banner.push(l);
+                }
+                _ => panic!("server exited before listening: {banner:?}"),
+            }
+        };
+        // keep draining stdout so the child never blocks on a full pipe
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Server {
+            child,
+            base,
+            dir: dir.to_owned(),
+            banner,
+            _tmp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops with SIGKILL (as a crash would) and waits.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Takes the temp dir so that it outlives this server (for restarts).
+    pub fn keep_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+pub fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// A gzip tarball holding `files` (path, content) under `top/` (or at the root if `top` is empty).
+pub fn tar_gz(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut b = tar::Builder::new(gz);
+    for (p, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        let path = if top.is_empty() {
+            p.to_string()
+        } else {
+            format!("{top}/{p}")
+        };
+        b.append_data(&mut h, path, *data).expect("append");
+    }
+    b.into_inner().expect("tar").finish().expect("gz")
+}
+
+/// Entry paths and contents of a tar.zst (or tar.gz when `gz`).
+pub fn read_tar(bytes: &[u8], gz: bool) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let r: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(bytes))
+    } else {
+        Box::new(zstd::stream::read::Decoder::new(bytes).expect("zstd"))
+    };
+    let mut ar = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for e in ar.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let p = e.path().expect("path").display().to_string();
+        let mut v = Vec::new();
+        e.read_to_end(&mut v).expect("read");
+        out.push((p, v));
+    }
+    out
+}

@@ -6,10 +6,12 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use crate::auth::{self, KeyRing, Role};
+use crate::build::Builder;
 use crate::components::Components;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::index::Index;
+use crate::jobs::Jobs;
 use crate::store::BlobStore;
 
 /// The index meta key holding the hash of the generated admin key.
@@ -21,12 +23,15 @@ pub enum StartError {
     Data { path: String, err: std::io::Error },
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    #[error(transparent)]
+    Jobs(#[from] crate::jobs::JobError),
     #[error("cannot listen on {addr}: {err}")]
     Bind { addr: String, err: std::io::Error },
 }
 
-/// Opens storage and keys. Prints a generated admin key once, on the first
-/// start with no key configured.
+/// Opens storage, keys and jobs (starting the build workers on the current
+/// tokio runtime). Prints a generated admin key once, on the first start
+/// with no key configured.
 pub fn open(cfg: Config) -> Result<AppState, StartError> {
     let data = cfg.data_dir.clone();
     let data_err = |err| StartError::Data {
@@ -57,9 +62,17 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         extra.push(("bootstrap-admin".to_owned(), Role::Admin, hash));
     }
     let keys = KeyRing::new(&cfg.auth, extra);
+    let jobs = Jobs::start(
+        index.open_tree("jobs")?,
+        data.join("logs"),
+        cfg.build.log_max_bytes,
+        cfg.build.workers,
+    )?;
     let cfg = Arc::new(cfg);
+    let components = Components::new(blobs, index, cfg.clone());
     Ok(AppState {
-        components: Components::new(blobs, index, cfg.clone()),
+        builder: Builder::new(components.clone(), jobs, cfg.clone()),
+        components,
         keys,
         cfg,
     })

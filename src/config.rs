@@ -39,6 +39,7 @@ pub struct Config {
     pub log_requests: bool,
     pub auth: AuthConfig,
     pub compat: CompatConfig,
+    pub build: BuildConfig,
 }
 
 impl Default for Config {
@@ -55,6 +56,7 @@ impl Default for Config {
             log_requests: true,
             auth: AuthConfig::default(),
             compat: CompatConfig::default(),
+            build: BuildConfig::default(),
         }
     }
 }
@@ -98,6 +100,62 @@ pub struct CompatConfig {
     pub trusted_networks: Vec<ipnet::IpNet>,
 }
 
+/// How components are built from git.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Builds running at once (the worker pool).
+    pub workers: usize,
+    /// Wall-clock limit of one build command; the process tree is killed after it.
+    pub timeout_secs: u64,
+    /// A job log stops growing past this many bytes.
+    pub log_max_bytes: u64,
+    /// `GET /component` for a missing component whose URL is known builds it
+    /// and waits this long before answering 202 with the job.
+    pub on_miss_wait_secs: u64,
+    /// Allow `file://` URLs and local paths as repositories.
+    pub allow_local_urls: bool,
+    /// `auto` (bwrap where installed), `bwrap`, `podman`, or `process` (no sandbox).
+    pub sandbox: String,
+    /// Component -> git URL, for dependencies never built before.
+    pub catalog: std::collections::BTreeMap<String, String>,
+    /// Else a URL made from the name, e.g. `https://git.example.org/{component}.git`.
+    pub url_template: Option<String>,
+    /// Per-architecture settings (sandbox, builder image).
+    pub arch: std::collections::BTreeMap<String, ArchConfig>,
+    /// How podman is invoked for podman-sandbox builds; the default works
+    /// rootless and on hosts where only chroot isolation works.
+    pub podman_build: Vec<String>,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            timeout_secs: 3600,
+            log_max_bytes: 16 << 20,
+            on_miss_wait_secs: 60,
+            allow_local_urls: false,
+            sandbox: "auto".into(),
+            catalog: Default::default(),
+            url_template: None,
+            arch: Default::default(),
+            podman_build: ["podman", "build", "--isolation", "chroot", "--pull=never"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchConfig {
+    /// Overrides `build.sandbox` for this architecture.
+    pub sandbox: Option<String>,
+    /// The builder image (podman sandbox), e.g. `ghcr.io/ad-build-test/rocky9-env`.
+    pub image: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {0} does not exist")]
@@ -139,14 +197,39 @@ impl Config {
                 )));
             }
         }
+        for (arch, a) in &self.build.arch {
+            if let Some(s) = &a.sandbox {
+                check_sandbox(&format!("build.arch.{arch}.sandbox"), s)?;
+            }
+        }
+        check_sandbox("build.sandbox", &self.build.sandbox)?;
         if !(1..=19).contains(&self.zstd_level) {
             return Err(ConfigError::Check("zstd_level must be 1..=19".into()));
         }
         Ok(())
     }
 
+    /// The arch settings for `arch` (keys are matched case-insensitively).
+    pub fn arch(&self, arch: &str) -> ArchConfig {
+        self.build
+            .arch
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(arch))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
     /// The default architecture, lower case.
     pub fn default_arch(&self) -> String {
         self.default_arch.to_ascii_lowercase()
+    }
+}
+
+fn check_sandbox(key: &str, v: &str) -> Result<(), ConfigError> {
+    match v {
+        "auto" | "bwrap" | "podman" | "process" => Ok(()),
+        other => Err(ConfigError::Check(format!(
+            "{key} = '{other}': expected auto, bwrap, podman or process"
+        ))),
     }
 }

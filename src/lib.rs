@@ -7,14 +7,20 @@
 //! - `store`: bytes on disk: content-addressed blobs, safe unpack, deterministic pack.
 //! - `index`: metadata in sled.
 //! - `components`: the component store's operations (domain, no HTTP).
+//! - `jobs`: durable jobs, worker pool, single-flight, live logs.
+//! - `process`: the one place that spawns child processes (timeouts, logs).
+//! - `build`: git, recipe, resolver, sandbox: clone -> resolve -> run -> pack -> store.
 //! - `http`: routes and thin handlers (actix-web).
 //! - `app`: wiring everything together at start-up.
 
 pub mod app;
 pub mod auth;
+pub mod build;
 pub mod components;
 pub mod config;
 pub mod http;
 pub mod index;
+pub mod jobs;
 pub mod model;
+pub mod process;
 pub mod store;

@@ -54,6 +54,8 @@ pub struct KeyPath {
 #[derive(Deserialize, Default)]
 pub struct DownloadQuery {
     format: Option<String>,
+    /// `missing`: build the component when it is not stored (and its URL is known).
+    build: Option<String>,
 }
 
 /// Which encoding a download asks for.
@@ -136,6 +138,21 @@ pub async fn download(
         .map(parse_format)
         .transpose()?
         .unwrap_or(Encoding::Zstd);
+    match q.build.as_deref() {
+        None | Some("never") => {}
+        Some("missing") => {
+            if !state.components.index().contains(&key)? {
+                if let Some(resp) = super::builds::build_on_miss(&state, &req, &key).await? {
+                    return Ok(resp);
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "build={other}: expected 'missing' or 'never'"
+            )))
+        }
+    }
     let (rec, _) = state.components.find(&key)?;
     let ext = if enc == Encoding::Zstd {
         "tar.zst"

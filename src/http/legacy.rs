@@ -80,11 +80,14 @@ pub async fn get_component(
     let key = state
         .components
         .key(p.require("component")?, p.require("tag")?, p.arch())?;
-    let Some(rec) = state.components.lookup(&key)? else {
-        return Err(ApiError::not_found(format!(
-            "component {} tag {} does not exist for architecture {}",
-            key.component, key.tag, key.arch
-        )));
+    let rec = match state.components.lookup(&key)? {
+        Some(r) => r,
+        None => {
+            if let Some(resp) = super::builds::build_on_miss(&state, &req, &key).await? {
+                return Ok(resp);
+            }
+            state.components.find(&key)?.0
+        }
     };
     if p.get("view") == Some("info") {
         return Ok(HttpResponse::Ok().json(json!({

@@ -2,11 +2,13 @@
 //!
 //! Layout: `error` (the one error -> HTTP mapping), `caller` (identity
 //! headers, API keys), `files` (streaming blob files), `upload` (streaming
-//! bodies to temp files), `components` (REST), `legacy` (the original API).
+//! bodies to temp files), `components` (REST), `legacy` (the original API),
+//! `builds` (builds, jobs, build-on-miss).
 //!
 //! Architecture invariant: actix-web is used only in this module; handlers
 //! extract, call the domain, and map the answer, nothing more.
 
+mod builds;
 mod caller;
 mod components;
 pub mod error;
@@ -23,6 +25,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::json;
 
 use crate::auth::KeyRing;
+use crate::build::Builder;
 use crate::components::{ComponentError, Components};
 use crate::config::Config;
 use error::ApiError;
@@ -30,6 +33,7 @@ use error::ApiError;
 /// What every handler shares.
 pub struct AppState {
     pub components: Components,
+    pub builder: Builder,
     pub keys: KeyRing,
     pub cfg: Arc<Config>,
 }
@@ -54,8 +58,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/component")
                 .route(web::get().to(legacy::get_component))
                 .route(web::head().to(legacy::get_component))
-                .route(web::put().to(legacy::put_component)),
+                .route(web::put().to(legacy::put_component))
+                .route(web::post().to(builds::post_component)),
         )
+        .service(resource("/v1/builds").route(web::post().to(builds::post_build)))
+        .service(resource("/v1/jobs").route(web::get().to(builds::list_jobs)))
+        .service(resource("/v1/jobs/{id}").route(web::get().to(builds::get_job)))
+        .service(resource("/v1/jobs/{id}/log").route(web::get().to(builds::get_log)))
         .service(resource("/v1/components").route(web::get().to(c::list)))
         .service(resource("/v1/components/missing").route(web::post().to(c::missing)))
         .service(resource("/v1/components/{component}").route(web::get().to(c::versions)))

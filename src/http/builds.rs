@@ -1,0 +1,310 @@
+//! Build and job routes: `POST /v1/builds`, `POST /component` (original
+//! API), `GET /v1/jobs[/{id}[/log]]`, and build-on-miss for downloads.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::caller::{authorize, from_trusted_network, identity};
+use super::components::{base_url, record_json};
+use super::error::ApiError;
+use super::legacy::Params;
+use super::AppState;
+use crate::auth::Role;
+use crate::build::{SubmitError, Submitted};
+use crate::jobs::{Job, JobLog, JobState};
+use crate::model::{ComponentKey, Record};
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(m) => ApiError::bad_request(m),
+            SubmitError::Jobs(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::jobs::JobError> for ApiError {
+    fn from(e: crate::jobs::JobError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct WaitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+fn links(id: &str) -> serde_json::Value {
+    json!({
+        "job": format!("/v1/jobs/{id}"),
+        "log": format!("/v1/jobs/{id}/log"),
+        "follow": format!("/v1/jobs/{id}/log?follow=true"),
+    })
+}
+
+/// 202 with the job.
+pub fn queued(s: &Submitted) -> HttpResponse {
+    HttpResponse::Accepted().json(json!({
+        "status": "queued",
+        "job": s.job,
+        "joined": !s.new,
+        "links": links(&s.job),
+    }))
+}
+
+/// The answer for a job that ended (or `None` if it has not).
+fn finished(state: &AppState, req: &HttpRequest, job: &Job) -> Option<HttpResponse> {
+    let tail = || JobLog::tail(&state.builder.jobs().log_path(&job.id), 4000);
+    match job.state {
+        JobState::Success => {
+            let rec: Option<Record> = job
+                .result
+                .as_ref()
+                .and_then(|v| serde_json::from_value(v["component"].clone()).ok());
+            Some(HttpResponse::Ok().json(json!({
+                "status": "success",
+                "job": job.id,
+                "component": rec.map(|r| record_json(&r, &base_url(state, req))),
+                "links": links(&job.id),
+            })))
+        }
+        JobState::Failed | JobState::Interrupted => {
+            let code = if job.state == JobState::Failed {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Some(HttpResponse::build(code).json(json!({
+                "status": "error",
+                "errorMessage": format!(
+                    "{}\n--- end of the log ---\n{}",
+                    job.error.as_deref().unwrap_or("the job failed"),
+                    tail()
+                ),
+                "code": if job.state == JobState::Failed { "build_failed" } else { "interrupted" },
+                "job": job.id,
+                "links": links(&job.id),
+            })))
+        }
+        JobState::Queued | JobState::Running => None,
+    }
+}
+
+/// Waits up to `wait` for the job; its final answer, or 202.
+pub async fn answer_job(
+    state: &AppState,
+    req: &HttpRequest,
+    s: &Submitted,
+    wait: Option<Duration>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(w) = wait {
+        if let Some(job) = state.builder.jobs().wait(&s.job, w).await? {
+            if let Some(resp) = finished(state, req, &job) {
+                return Ok(resp);
+            }
+        }
+    }
+    Ok(queued(s))
+}
+
+async fn start_build(
+    state: &AppState,
+    req: &HttpRequest,
+    key: ComponentKey,
+    url: Option<String>,
+    wait: bool,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(rec) = state.components.lookup(&key)? {
+        return Ok(HttpResponse::Ok().json(json!({
+            "status": "success",
+            "cached": true,
+            "component": record_json(&rec, &base_url(state, req)),
+        })));
+    }
+    let b = state.builder.clone();
+    let who = identity(req);
+    let s = b.submit(&key, url, who)?;
+    let max = Duration::from_secs(state.cfg.build.timeout_secs.saturating_mul(4).max(60));
+    answer_job(state, req, &s, wait.then_some(max)).await
+}
+
+#[derive(Deserialize)]
+pub struct BuildBody {
+    component: String,
+    tag: String,
+    #[serde(alias = "architecture")]
+    arch: Option<String>,
+    url: Option<String>,
+}
+
+/// POST /v1/builds
+pub async fn post_build(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<WaitQuery>,
+    body: web::Json<BuildBody>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Write)?;
+    let key = state
+        .components
+        .key(&body.component, &body.tag, body.arch.as_deref())?;
+    start_build(&state, &req, key, body.url.clone(), q.wait).await
+}
+
+/// POST /component (original API): JSON `url`, `component`, `tag`, `architecture`/`arch`.
+pub async fn post_component(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Bytes,
+) -> Result<HttpResponse, ApiError> {
+    if !from_trusted_network(&state, &req) {
+        authorize(&state, &req, Role::Write)?;
+    }
+    let p = Params::parse(&req, &body)?;
+    let key = state
+        .components
+        .key(p.require("component")?, p.require("tag")?, p.arch())?;
+    let wait = matches!(p.get("wait"), Some("true" | "1"));
+    start_build(&state, &req, key, p.get("url").map(str::to_owned), wait).await
+}
+
+/// Build-on-miss for a download: `Some(response)` when the caller should
+/// answer that (202 or a failure), `None` when the component is now stored.
+pub async fn build_on_miss(
+    state: &AppState,
+    req: &HttpRequest,
+    key: &ComponentKey,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let Some(url) = state.builder.url_for(&key.component) else {
+        return Err(ApiError::not_found(format!(
+            "component {} tag {} does not exist for architecture {} (and its repository is unknown, so it cannot be built)",
+            key.component, key.tag, key.arch
+        )));
+    };
+    let s = state.builder.submit(key, Some(url), identity(req))?;
+    let wait = Duration::from_secs(state.cfg.build.on_miss_wait_secs);
+    let job = state.builder.jobs().wait(&s.job, wait).await?;
+    match job {
+        Some(j) if j.state == JobState::Success => Ok(None),
+        Some(j) => Ok(Some(finished(state, req, &j).unwrap_or_else(|| queued(&s)))),
+        None => Ok(Some(queued(&s))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// GET /v1/jobs: the newest jobs first.
+pub async fn list_jobs(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Read)?;
+    let jobs = state
+        .builder
+        .jobs()
+        .list(q.limit.unwrap_or(50).clamp(1, 1000))?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ok", "jobs": jobs})))
+}
+
+/// GET /v1/jobs/{id}
+pub async fn get_job(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Read)?;
+    let job = state
+        .builder
+        .jobs()
+        .get(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    let duration = job.duration_secs();
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "job": job,
+        "duration_secs": duration,
+        "links": links(&id),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// GET /v1/jobs/{id}/log; `?follow=true` streams until the job ends.
+pub async fn get_log(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    q: web::Query<LogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Read)?;
+    let jobs = state.builder.jobs().clone();
+    if jobs.get(&id)?.is_none() {
+        return Err(ApiError::not_found(format!("no job {id}")));
+    }
+    let path = jobs.log_path(&id);
+    if !q.follow {
+        let text = std::fs::read(&path).unwrap_or_default();
+        return Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(text));
+    }
+    let id = id.into_inner();
+    let stream = futures_util::stream::unfold((0u64, false), move |(offset, done)| {
+        let (jobs, path, id) = (jobs.clone(), path.clone(), id.clone());
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let ended = jobs
+                    .get(&id)
+                    .ok()
+                    .flatten()
+                    .is_none_or(|j| j.state.is_final());
+                let chunk = read_from(&path, offset);
+                if !chunk.is_empty() {
+                    let n = chunk.len() as u64;
+                    return Some((
+                        Ok::<_, std::io::Error>(Bytes::from(chunk)),
+                        (offset + n, false),
+                    ));
+                }
+                if ended {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
+fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    if f.seek(SeekFrom::Start(offset)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(1 << 20).read_to_end(&mut buf);
+    buf
+}

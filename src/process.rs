@@ -1,0 +1,110 @@
+//! The one place that spawns child processes for builds: a command runs in
+//! its own process group, its stdout and stderr lines go to a job log, and a
+//! wall-clock timeout kills the whole process tree.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+use crate::jobs::JobLog;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// The whole environment of the child (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Exit code, or `None` when killed by a signal.
+    Failed(Option<i32>),
+    TimedOut,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Success => f.write_str("succeeded"),
+            Outcome::Failed(Some(c)) => write!(f, "exited with status {c}"),
+            Outcome::Failed(None) => f.write_str("was killed by a signal"),
+            Outcome::TimedOut => f.write_str("timed out (the process tree was killed)"),
+        }
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(r: R, log: JobLog) {
+    let mut lines = BufReader::new(r).split(b'\n');
+    while let Ok(Some(line)) = lines.next_segment().await {
+        log.line(&String::from_utf8_lossy(&line));
+    }
+}
+
+/// Runs `spec` to the end (or the timeout), logging its output.
+pub async fn run(spec: &RunSpec, log: &JobLog) -> std::io::Result<Outcome> {
+    log.line(&format!("$ {} {}", spec.program, spec.args.join(" ")));
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot start {}: {e}", spec.program))
+    })?;
+    let pgid = child.id().map(|p| p as i32);
+    let out = child
+        .stdout
+        .take()
+        .map(|o| tokio::spawn(pump(o, log.clone())));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| tokio::spawn(pump(e, log.clone())));
+    let outcome = match tokio::time::timeout(spec.timeout, child.wait()).await {
+        Ok(status) => {
+            let status = status?;
+            if status.success() {
+                Outcome::Success
+            } else {
+                Outcome::Failed(status.code())
+            }
+        }
+        Err(_) => {
+            if let Some(pg) = pgid {
+                kill_group(pg);
+            }
+            let _ = child.kill().await;
+            Outcome::TimedOut
+        }
+    };
+    // Whatever is left in the process group (daemons a build started) goes too.
+    if let Some(pg) = pgid {
+        kill_group(pg);
+    }
+    for h in [out, err].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+    }
+    Ok(outcome)
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: killpg only sends a signal; a stale group id fails with ESRCH.
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+    }
+}

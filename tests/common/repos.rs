@@ -1,0 +1,126 @@
+//! Real git repositories for build tests: made from `fixtures/repos/<name>`
+//! (one commit, tagged), served by `git daemon` on a loopback port or by
+//! `file://` URL.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Repos {
+    pub root: PathBuf,
+    daemon: Option<Child>,
+    pub port: u16,
+    _tmp: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Fixture")
+        .env("GIT_AUTHOR_EMAIL", "fixture@example.org")
+        .env("GIT_COMMITTER_NAME", "Fixture")
+        .env("GIT_COMMITTER_EMAIL", "fixture@example.org")
+        .env("GIT_AUTHOR_DATE", "2024-01-02T03:04:05Z")
+        .env("GIT_COMMITTER_DATE", "2024-01-02T03:04:05Z")
+        .output()
+        .expect("git must be installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+impl Repos {
+    /// Makes a repo per fixture name, each tagged `R1.0`.
+    pub fn new(names: &[&str]) -> Repos {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repos");
+        for n in names {
+            let dir = root.join(n);
+            copy_dir(&fixtures.join(n), &dir);
+            git(&dir, &["init", "-q", "-b", "main"]);
+            git(&dir, &["add", "-A"]);
+            git(&dir, &["commit", "-q", "-m", &format!("{n} fixture")]);
+            git(&dir, &["tag", "R1.0"]);
+        }
+        Repos {
+            root,
+            daemon: None,
+            port: 0,
+            _tmp: tmp,
+        }
+    }
+
+    /// Starts `git daemon` exporting every repo, on a free loopback port.
+    pub fn serve(&mut self) {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--reuseaddr")
+            .arg("--export-all")
+            .arg(format!("--base-path={}", self.root.display()))
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.daemon = Some(child);
+        self.port = port;
+    }
+
+    pub fn git_url(&self, name: &str) -> String {
+        assert!(self.port != 0, "call serve() first");
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn file_url(&self, name: &str) -> String {
+        format!("file://{}", self.root.join(name).display())
+    }
+
+    /// A `[build.catalog]` table mapping each name to its git:// URL.
+    pub fn catalog(&self, names: &[&str]) -> String {
+        let mut s = String::from("[build.catalog]\n");
+        for n in names {
+            s.push_str(&format!("{n:?} = {:?}\n", self.git_url(n)));
+        }
+        s
+    }
+}
+
+impl Drop for Repos {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,12 +1,14 @@
 //! Deterministic tarballs: a directory becomes a tar with sorted entries,
 //! owner 0:0 and no user names, permission bits only, mtimes clamped, and a
 //! single top-level directory (the tag), compressed with zstd. The same tree
-//! gives the same bytes, hence the same blake3.
+//! gives the same bytes, hence the same blake3. A directory's mtime is the
+//! newest mtime below it (0 when empty), never the directory's own.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
@@ -27,43 +29,62 @@ const ZSTD_WORKERS: u32 = 2;
 /// Packs `src` (its contents, not itself) under `opts.prefix/` into `out` as
 /// tar.zst. Returns `out` after the zstd frame is finished.
 pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, StoreError> {
-    let mut enc = zstd::stream::write::Encoder::new(out, opts.level)?;
-    enc.multithread(ZSTD_WORKERS)?;
-    let mut tar = tar::Builder::new(enc);
-    tar.mode(tar::HeaderMode::Deterministic);
-    tar.follow_symlinks(false);
-
     let clamp = |m: i64| -> u64 {
         let m = m.max(0) as u64;
         opts.mtime_clamp.map_or(m, |c| m.min(c))
     };
-    let root_meta = fs::metadata(src)?;
-    let mut header = dir_header(clamp(root_meta.mtime()), 0o755);
-    tar.append_data(&mut header, format!("{}/", opts.prefix), io::empty())?;
-
+    // First the listing, so that directory mtimes can be derived from their
+    // contents: a directory's own mtime on disk only says when something was
+    // last unpacked into it, which would make equal trees hash differently.
+    let mut entries = Vec::new();
     let walker = walkdir::WalkDir::new(src)
         .min_depth(1)
         .follow_links(false)
         .sort_by(|a, b| a.file_name().cmp(b.file_name()));
     for entry in walker {
         let entry = entry.map_err(io::Error::other)?;
-        let rel = entry.path().strip_prefix(src).map_err(io::Error::other)?;
-        let name = Path::new(&opts.prefix).join(rel);
         let meta = entry.metadata().map_err(io::Error::other)?;
-        let mtime = clamp(meta.mtime());
+        entries.push((entry.into_path(), meta));
+    }
+    let mut dir_mtime: HashMap<PathBuf, u64> = HashMap::new();
+    for (path, meta) in entries.iter().filter(|(_, m)| !m.is_dir()) {
+        let m = clamp(meta.mtime());
+        for dir in path.ancestors().skip(1) {
+            let e = dir_mtime.entry(dir.to_owned()).or_insert(0);
+            *e = (*e).max(m);
+            if dir == src {
+                break;
+            }
+        }
+    }
+
+    let mut enc = zstd::stream::write::Encoder::new(out, opts.level)?;
+    enc.multithread(ZSTD_WORKERS)?;
+    let mut tar = tar::Builder::new(enc);
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+
+    let root_mtime = dir_mtime.get(src).copied().unwrap_or(0);
+    let mut header = dir_header(root_mtime, 0o755);
+    tar.append_data(&mut header, format!("{}/", opts.prefix), io::empty())?;
+
+    for (path, meta) in &entries {
+        let rel = path.strip_prefix(src).map_err(io::Error::other)?;
+        let name = Path::new(&opts.prefix).join(rel);
         let perm = meta.mode() & 0o777;
         let ft = meta.file_type();
         if ft.is_dir() {
+            let mtime = dir_mtime.get(path.as_path()).copied().unwrap_or(0);
             let mut h = dir_header(mtime, perm | 0o700);
             tar.append_data(&mut h, &name, io::empty())?;
         } else if ft.is_file() {
-            let mut h = base_header(tar::EntryType::Regular, mtime, perm);
+            let mut h = base_header(tar::EntryType::Regular, clamp(meta.mtime()), perm);
             h.set_size(meta.len());
-            let f = File::open(entry.path())?;
+            let f = File::open(path)?;
             tar.append_data(&mut h, &name, f.take(meta.len()))?;
         } else if ft.is_symlink() {
-            let target = fs::read_link(entry.path())?;
-            let mut h = base_header(tar::EntryType::Symlink, mtime, 0o777);
+            let target = fs::read_link(path)?;
+            let mut h = base_header(tar::EntryType::Symlink, clamp(meta.mtime()), 0o777);
             h.set_size(0);
             tar.append_link(&mut h, &name, &target)?;
         } else {

@@ -10,6 +10,7 @@ use crate::build::Builder;
 use crate::components::Components;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::image::Images;
 use crate::index::Index;
 use crate::jobs::Jobs;
 use crate::store::BlobStore;
@@ -69,8 +70,9 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         cfg.build.workers,
     )?;
     let cfg = Arc::new(cfg);
-    let components = Components::new(blobs, index, cfg.clone());
+    let components = Components::new(blobs.clone(), index.clone(), cfg.clone());
     Ok(AppState {
+        images: Images::new(index, blobs, jobs.clone(), cfg.clone()),
         builder: Builder::new(components.clone(), jobs, cfg.clone()),
         components,
         keys,

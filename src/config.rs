@@ -40,6 +40,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub compat: CompatConfig,
     pub build: BuildConfig,
+    pub image: ImageConfig,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             compat: CompatConfig::default(),
             build: BuildConfig::default(),
+            image: ImageConfig::default(),
         }
     }
 }
@@ -140,9 +142,45 @@ impl Default for BuildConfig {
             catalog: Default::default(),
             url_template: None,
             arch: Default::default(),
-            podman_build: ["podman", "build", "--isolation", "chroot", "--pull=never"]
+            podman_build: ["podman", "build", "--isolation", "chroot"]
                 .map(String::from)
                 .to_vec(),
+        }
+    }
+}
+
+/// Container images: built with podman, pushed to an OCI registry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Registry `host:port` to push to; unset: images stay in local podman storage.
+    pub registry: Option<String>,
+    /// Verify the registry's TLS certificate (false for a plain-HTTP registry).
+    pub tls_verify: bool,
+    /// How an image is built (then `-f DOCKERFILE -t NAME CONTEXT` is added).
+    pub podman_build: Vec<String>,
+    /// How an image is pushed (then `--tls-verify`, `--digestfile F` and the name).
+    pub podman_push: Vec<String>,
+    /// Where `POST /image {"dockerfile": name}` finds Dockerfiles (original API).
+    pub dockerfiles_dir: Option<PathBuf>,
+    /// Largest Dockerfile accepted (413 above it).
+    pub max_dockerfile_bytes: u64,
+    /// Largest build context upload accepted (413 above it).
+    pub max_context_bytes: u64,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self {
+            registry: None,
+            tls_verify: true,
+            podman_build: ["podman", "build", "--isolation", "chroot"]
+                .map(String::from)
+                .to_vec(),
+            podman_push: ["podman", "push"].map(String::from).to_vec(),
+            dockerfiles_dir: None,
+            max_dockerfile_bytes: 1 << 20,
+            max_context_bytes: 1 << 30,
         }
     }
 }

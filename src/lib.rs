@@ -10,6 +10,7 @@
 //! - `jobs`: durable jobs, worker pool, single-flight, live logs.
 //! - `process`: the one place that spawns child processes (timeouts, logs).
 //! - `build`: git, recipe, resolver, sandbox: clone -> resolve -> run -> pack -> store.
+//! - `image`: container images: podman build, push to the registry, index.
 //! - `http`: routes and thin handlers (actix-web).
 //! - `app`: wiring everything together at start-up.
 
@@ -19,6 +20,7 @@ pub mod build;
 pub mod components;
 pub mod config;
 pub mod http;
+pub mod image;
 pub mod index;
 pub mod jobs;
 pub mod model;

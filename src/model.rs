@@ -131,9 +131,93 @@ impl Record {
     }
 }
 
+/// A branch name: like other names, but `/` is allowed (`feature/x`).
+pub fn validate_branch(value: &str) -> Result<(), NameError> {
+    let kind = "branch";
+    validate_name(kind, &value.replace('/', "_")).map_err(|e| match e {
+        NameError::Invalid { .. } => NameError::Invalid {
+            kind,
+            value: value.chars().take(80).collect(),
+        },
+        other => other,
+    })?;
+    if value.starts_with('/') || value.ends_with('/') || value.contains("//") {
+        return Err(NameError::Invalid {
+            kind,
+            value: value.chars().take(80).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// Identifies one image: (component, branch, arch). Images built from a
+/// named Dockerfile alone (the original API) have no branch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageKey {
+    pub component: String,
+    pub branch: Option<String>,
+    pub arch: String,
+}
+
+impl ImageKey {
+    pub fn new(component: &str, branch: Option<&str>, arch: &str) -> Result<Self, NameError> {
+        validate_name("component", component)?;
+        if let Some(b) = branch {
+            validate_branch(b)?;
+        }
+        validate_name("architecture", arch)?;
+        Ok(Self {
+            component: component.to_owned(),
+            branch: branch.map(str::to_owned),
+            arch: arch.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl std::fmt::Display for ImageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.branch {
+            Some(b) => write!(f, "{} {} ({})", self.component, b, self.arch),
+            None => write!(f, "{} ({})", self.component, self.arch),
+        }
+    }
+}
+
+/// What the index stores for an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub component: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    pub arch: String,
+    /// `<registry>/<repository>:<arch>`: the moving tag.
+    pub image: String,
+    /// `<registry>/<repository>:<arch>-<key12>`: the immutable tag.
+    pub immutable: String,
+    /// Manifest digest in the registry, or the local image id when not pushed.
+    pub digest: String,
+    /// blake3 of the Dockerfile plus the canonical context.
+    pub key: String,
+    pub size: u64,
+    pub created: DateTime<Utc>,
+    #[serde(default)]
+    pub built_by: Identity,
+    /// Where the image is: `registry` or `local` (no registry configured).
+    pub location: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn branches() {
+        assert!(validate_branch("main").is_ok());
+        assert!(validate_branch("feature/new-ioc").is_ok());
+        assert!(validate_branch("a//b").is_err());
+        assert!(validate_branch("/a").is_err());
+        assert!(validate_branch("a/../b").is_err());
+    }
 
     #[test]
     fn names() {

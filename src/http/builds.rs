@@ -16,8 +16,9 @@ use super::legacy::Params;
 use super::AppState;
 use crate::auth::Role;
 use crate::build::{SubmitError, Submitted};
+use crate::image::describe;
 use crate::jobs::{Job, JobLog, JobState};
-use crate::model::{ComponentKey, Record};
+use crate::model::{ComponentKey, ImageRecord, Record};
 
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
@@ -63,10 +64,15 @@ fn finished(state: &AppState, req: &HttpRequest, job: &Job) -> Option<HttpRespon
     let tail = || JobLog::tail(&state.builder.jobs().log_path(&job.id), 4000);
     match job.state {
         JobState::Success => {
-            let rec: Option<Record> = job
-                .result
-                .as_ref()
-                .and_then(|v| serde_json::from_value(v["component"].clone()).ok());
+            let result = job.result.clone().unwrap_or_default();
+            if let Ok(img) = serde_json::from_value::<ImageRecord>(result["image"].clone()) {
+                let mut v = describe(&img);
+                v["status"] = json!("success");
+                v["job"] = json!(job.id);
+                v["links"] = links(&job.id);
+                return Some(HttpResponse::Ok().json(v));
+            }
+            let rec: Option<Record> = serde_json::from_value(result["component"].clone()).ok();
             Some(HttpResponse::Ok().json(json!({
                 "status": "success",
                 "job": job.id,

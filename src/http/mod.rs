@@ -13,6 +13,7 @@ mod caller;
 mod components;
 pub mod error;
 mod files;
+mod images;
 mod legacy;
 mod upload;
 
@@ -28,12 +29,14 @@ use crate::auth::KeyRing;
 use crate::build::Builder;
 use crate::components::{ComponentError, Components};
 use crate::config::Config;
+use crate::image::Images;
 use error::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
     pub components: Components,
     pub builder: Builder,
+    pub images: Images,
     pub keys: KeyRing,
     pub cfg: Arc<Config>,
 }
@@ -60,6 +63,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::head().to(legacy::get_component))
                 .route(web::put().to(legacy::put_component))
                 .route(web::post().to(builds::post_component)),
+        )
+        .service(
+            resource("/image")
+                .route(web::get().to(images::get_image))
+                .route(web::post().to(images::post_image)),
+        )
+        .service(
+            resource("/v1/images")
+                .route(web::get().to(images::list_images))
+                .route(web::post().to(images::post_image)),
+        )
+        .service(
+            resource("/v1/images/{component}/{branch}/{arch}")
+                .route(web::get().to(images::get_image_rest)),
         )
         .service(resource("/v1/builds").route(web::post().to(builds::post_build)))
         .service(resource("/v1/jobs").route(web::get().to(builds::list_jobs)))

@@ -11,7 +11,7 @@
 use std::ops::Bound;
 use std::path::Path;
 
-use crate::model::{ComponentKey, Record};
+use crate::model::{ComponentKey, ImageKey, ImageRecord, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -28,6 +28,7 @@ pub struct Index {
     db: sled::Db,
     components: sled::Tree,
     derived: sled::Tree,
+    images: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -54,6 +55,16 @@ fn key_bytes(k: &ComponentKey) -> Vec<u8> {
     v
 }
 
+fn image_key_bytes(k: &ImageKey) -> Vec<u8> {
+    format!(
+        "{}\0{}\0{}",
+        k.component,
+        k.branch.as_deref().unwrap_or(""),
+        k.arch
+    )
+    .into_bytes()
+}
+
 fn decode(key: &[u8], v: &[u8]) -> Result<Record> {
     serde_json::from_slice(v).map_err(|err| IndexError::Corrupt {
         key: String::from_utf8_lossy(key).replace('\0', "/"),
@@ -71,6 +82,7 @@ impl Index {
         Ok(Self {
             components: db.open_tree("components")?,
             derived: db.open_tree("derived")?,
+            images: db.open_tree("images")?,
             meta: db.open_tree("meta")?,
             db,
         })
@@ -191,6 +203,50 @@ impl Index {
         self.derived.insert(k.as_bytes(), blob.as_bytes())?;
         self.db.flush()?;
         Ok(())
+    }
+
+    pub fn image(&self, key: &ImageKey) -> Result<Option<ImageRecord>> {
+        let k = image_key_bytes(key);
+        match self.images.get(&k)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|err| IndexError::Corrupt {
+                    key: key.to_string(),
+                    err,
+                }),
+        }
+    }
+
+    /// Stores (replaces) the record of an image.
+    pub fn put_image(&self, rec: &ImageRecord) -> Result<()> {
+        let key = ImageKey {
+            component: rec.component.clone(),
+            branch: rec.branch.clone(),
+            arch: rec.arch.clone(),
+        };
+        let v = serde_json::to_vec(rec).map_err(|err| IndexError::Corrupt {
+            key: key.to_string(),
+            err,
+        })?;
+        self.images.insert(image_key_bytes(&key), v)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Image records whose component starts with `prefix`, at most `limit`.
+    pub fn images(&self, prefix: &str, limit: usize) -> Result<Vec<ImageRecord>> {
+        self.images
+            .scan_prefix(prefix.as_bytes())
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                serde_json::from_slice(&v).map_err(|err| IndexError::Corrupt {
+                    key: String::from_utf8_lossy(&k).replace('\0', "/"),
+                    err,
+                })
+            })
+            .collect()
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -1,0 +1,264 @@
+//! Image routes: `POST /image` and `POST /v1/images` (multipart upload, or
+//! the original API's JSON naming a Dockerfile in `dockerfiles_dir`),
+//! `GET /image`, `GET /v1/images[/{component}/{branch}/{arch}]`.
+
+use std::path::PathBuf;
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use std::io::Write;
+
+use super::builds::answer_job;
+use super::caller::{authorize, from_trusted_network, identity};
+use super::error::ApiError;
+use super::legacy::Params;
+use super::AppState;
+use crate::auth::Role;
+use crate::image::{describe, ImageError, Requested};
+use crate::model::{ImageKey, ImageRecord};
+use crate::store::StoreError;
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ImageError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
+            }
+            ImageError::BadRequest(_) | ImageError::Store(StoreError::BadArchive(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", msg)
+            }
+            ImageError::TooLarge(_) | ImageError::Store(StoreError::TooLarge { .. }) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
+            }
+            ImageError::Store(_) | ImageError::Index(_) | ImageError::Jobs(_) => {
+                ApiError::internal(msg)
+            }
+        }
+    }
+}
+
+fn found(rec: &ImageRecord) -> HttpResponse {
+    let mut v = describe(rec);
+    v["status"] = json!("found");
+    HttpResponse::Ok().json(v)
+}
+
+/// Fields of an image build request, however they came.
+#[derive(Default)]
+struct Form {
+    fields: std::collections::HashMap<String, String>,
+    dockerfile: Option<tempfile::NamedTempFile>,
+    context: Option<tempfile::NamedTempFile>,
+}
+
+async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Form, ApiError> {
+    let mut form = Form::default();
+    while let Some(field) = mp.next().await {
+        let mut field =
+            field.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        let limit = match name.as_str() {
+            "dockerfile" => state.cfg.image.max_dockerfile_bytes,
+            "context" => state.cfg.image.max_context_bytes,
+            _ => 4096,
+        };
+        let mut tmp = state
+            .components
+            .blobs()
+            .temp_file()
+            .map_err(ApiError::internal)?;
+        let mut n = 0u64;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(format!("the upload did not arrive whole: {e}"))
+            })?;
+            n += chunk.len() as u64;
+            if n > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the field '{name}' is larger than {limit} bytes"),
+                ));
+            }
+            tmp.write_all(&chunk).map_err(ApiError::internal)?;
+        }
+        match name.as_str() {
+            "dockerfile" => form.dockerfile = Some(tmp),
+            "context" => form.context = (n > 0).then_some(tmp),
+            _ => {
+                let text = std::fs::read_to_string(tmp.path()).map_err(|_| {
+                    ApiError::bad_request(format!("the field '{name}' is not text"))
+                })?;
+                form.fields.insert(name, text.trim().to_owned());
+            }
+        }
+    }
+    Ok(form)
+}
+
+#[derive(Deserialize, Default)]
+pub struct BuildQuery {
+    #[serde(default)]
+    wait: bool,
+    #[serde(default)]
+    no_cache: bool,
+}
+
+/// POST /image and POST /v1/images.
+pub async fn post_image(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<BuildQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    if !(req.path() == "/image" && from_trusted_network(&state, &req)) {
+        authorize(&state, &req, Role::Write)?;
+    }
+    let is_multipart = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (form, dockerfile_path): (Form, PathBuf) = if is_multipart {
+        let mp = Multipart::new(req.headers(), payload);
+        let form = read_multipart(&state, mp).await?;
+        let path = form
+            .dockerfile
+            .as_ref()
+            .map(|f| f.path().to_owned())
+            .ok_or_else(|| ApiError::bad_request("the multipart body has no 'dockerfile' file"))?;
+        (form, path)
+    } else {
+        let body = payload
+            .to_bytes_limited(64 << 10)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "the JSON body is too large",
+                )
+            })?
+            .map_err(|e| ApiError::bad_request(format!("the body did not arrive whole: {e}")))?;
+        let p = Params::parse(&req, &body)?;
+        let name = p.require("dockerfile")?.to_owned();
+        let path = state.images.named_dockerfile(&name)?;
+        let mut form = Form::default();
+        for k in ["component", "branch", "architecture", "arch", "no_cache"] {
+            if let Some(v) = p.get(k) {
+                form.fields.insert(k.into(), v.into());
+            }
+        }
+        form.fields.entry("component".into()).or_insert(name);
+        (form, path)
+    };
+    let f = |k: &str| {
+        form.fields
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let component =
+        f("component").ok_or_else(|| ApiError::bad_request("'component' is required"))?;
+    let branch = f("branch");
+    if is_multipart && branch.is_none() {
+        return Err(ApiError::bad_request("'branch' is required"));
+    }
+    let arch = match f("architecture").or(f("arch")) {
+        None | Some("null") => state.cfg.default_arch(),
+        Some(a) => a.to_owned(),
+    };
+    let key = ImageKey::new(component, branch, &arch)?;
+    let no_cache = q.no_cache || matches!(f("no_cache"), Some("true" | "1"));
+    let images = state.images.clone();
+    let context = form.context.as_ref().map(|c| c.path().to_owned());
+    let prepared =
+        tokio::task::spawn_blocking(move || images.prepare(&dockerfile_path, context.as_deref()))
+            .await??;
+    drop(form);
+    let images = state.images.clone();
+    let (k, who) = (key.clone(), identity(&req));
+    let requested =
+        tokio::task::spawn_blocking(move || images.request(&k, prepared, no_cache, who)).await??;
+    match requested {
+        Requested::Cached(rec) => {
+            let mut v = describe(&rec);
+            v["status"] = json!("success");
+            v["cached"] = json!(true);
+            Ok(HttpResponse::Ok().json(v))
+        }
+        Requested::Job(s) => {
+            let wait = std::time::Duration::from_secs(
+                state.cfg.build.timeout_secs.saturating_mul(2).max(60),
+            );
+            answer_job(&state, &req, &s, q.wait.then_some(wait)).await
+        }
+    }
+}
+
+/// GET /image (original API): `component`, `branch`, `architecture` from a JSON body or the query.
+pub async fn get_image(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Read)?;
+    let p = Params::parse(&req, &body)?;
+    let arch = match p.arch() {
+        None | Some("null") | Some("") => state.cfg.default_arch(),
+        Some(a) => a.to_owned(),
+    };
+    let key = ImageKey::new(
+        p.require("component")?,
+        p.get("branch").filter(|b| !b.is_empty()),
+        &arch,
+    )?;
+    lookup(&state, &key)
+}
+
+fn lookup(state: &AppState, key: &ImageKey) -> Result<HttpResponse, ApiError> {
+    match state.images.lookup(key)? {
+        Some(rec) => Ok(found(&rec)),
+        None => Err(ApiError::not_found(format!("no image for {key}"))),
+    }
+}
+
+/// GET /v1/images/{component}/{branch}/{arch}
+pub async fn get_image_rest(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Read)?;
+    let (c, b, a) = path.into_inner();
+    let key = ImageKey::new(&c, Some(&b), &a)?;
+    lookup(&state, &key)
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+}
+
+/// GET /v1/images
+pub async fn list_images(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Read)?;
+    let recs = state
+        .images
+        .list(&q.prefix, q.limit.unwrap_or(100).clamp(1, 1000))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "images": recs.iter().map(describe).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,448 @@
+//! Container images: a Dockerfile (plus an optional build context) is built
+//! with rootless podman, pushed to the configured OCI registry, and indexed
+//! by (component, branch, arch).
+//!
+//! Naming (documented in the README): the repository is
+//! `<component>-<branch>-image` (or the Dockerfile's name alone, original
+//! API), each part lower-cased with every run of characters outside `a-z0-9`
+//! turned into one `-`; the moving tag is the arch, the immutable tag
+//! `<arch>-<first 12 hex of the content key>`. The content key is the
+//! blake3 of the Dockerfile and the canonical (deterministically re-packed)
+//! context, so an unchanged build is a cache hit.
+//!
+//! Main type: [`Images`]. Architecture invariant: the index entry is
+//! replaced only after a successful push, so a failed build or push leaves
+//! the previous image entry intact.
+
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::build::Submitted;
+use crate::config::Config;
+use crate::index::Index;
+use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
+use crate::model::{Identity, ImageKey, ImageRecord};
+use crate::process::{self, Outcome, RunSpec};
+use crate::store::pack::{pack_dir, PackOptions};
+use crate::store::{unpack, BlobStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    #[error(transparent)]
+    Jobs(#[from] JobError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+impl From<std::io::Error> for ImageError {
+    fn from(e: std::io::Error) -> Self {
+        ImageError::Store(StoreError::Io(e))
+    }
+}
+
+/// One part of an OCI repository name: lower case, runs of other
+/// characters as one `-`, no leading or trailing `-`.
+pub fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().map(|c| c.to_ascii_lowercase()) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
+}
+
+/// The repository (without registry) of an image key.
+pub fn repository(key: &ImageKey) -> String {
+    match &key.branch {
+        Some(b) => format!("{}-{}-image", sanitize(&key.component), sanitize(b)),
+        None => sanitize(&key.component),
+    }
+}
+
+/// A prepared build: the context directory with the Dockerfile beside it,
+/// and the content key.
+pub struct Prepared {
+    pub work: TempDir,
+    pub key: String,
+}
+
+impl Prepared {
+    fn dockerfile(&self) -> PathBuf {
+        self.work.path().join("Dockerfile")
+    }
+    fn context(&self) -> PathBuf {
+        self.work.path().join("context")
+    }
+}
+
+/// The answer to a build request.
+pub enum Requested {
+    /// Same Dockerfile and context as the indexed image: nothing to do.
+    Cached(ImageRecord),
+    Job(Submitted),
+}
+
+#[derive(Clone)]
+pub struct Images {
+    index: Index,
+    blobs: BlobStore,
+    jobs: Jobs,
+    cfg: Arc<Config>,
+}
+
+impl Images {
+    pub fn new(index: Index, blobs: BlobStore, jobs: Jobs, cfg: Arc<Config>) -> Self {
+        Self {
+            index,
+            blobs,
+            jobs,
+            cfg,
+        }
+    }
+
+    pub fn lookup(&self, key: &ImageKey) -> Result<Option<ImageRecord>, ImageError> {
+        Ok(self.index.image(key)?)
+    }
+
+    pub fn list(&self, prefix: &str, limit: usize) -> Result<Vec<ImageRecord>, ImageError> {
+        Ok(self.index.images(prefix, limit)?)
+    }
+
+    /// The Dockerfile at `dockerfiles_dir/<name>` (original API).
+    pub fn named_dockerfile(&self, name: &str) -> Result<PathBuf, ImageError> {
+        let dir = self.cfg.image.dockerfiles_dir.as_ref().ok_or_else(|| {
+            ImageError::BadRequest("no dockerfiles_dir is configured (image.dockerfiles_dir): upload the Dockerfile instead".into())
+        })?;
+        if name.is_empty() || name.contains('/') || name.contains("..") || name.starts_with('.') {
+            return Err(ImageError::BadRequest(format!(
+                "dockerfile '{name}' must be a plain file name inside the dockerfiles directory"
+            )));
+        }
+        let p = dir.join(name);
+        if !p.is_file() {
+            return Err(ImageError::BadRequest(format!(
+                "no Dockerfile named '{name}' in {}",
+                dir.display()
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Checks that podman runs and the registry answers; 503 material otherwise.
+    pub fn check_ready(&self) -> Result<(), ImageError> {
+        let podman = self
+            .cfg
+            .image
+            .podman_build
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(&podman).is_file()))
+            .unwrap_or(false)
+            || Path::new(&podman).is_file();
+        if !found {
+            return Err(ImageError::Unavailable(format!(
+                "podman is not available on the service host ('{podman}' not found)"
+            )));
+        }
+        if let Some(reg) = &self.cfg.image.registry {
+            let addr = if reg.contains(':') {
+                reg.clone()
+            } else {
+                format!("{reg}:443")
+            };
+            let reachable = addr
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok());
+            if !reachable {
+                return Err(ImageError::Unavailable(format!(
+                    "the registry {reg} is not reachable"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the Dockerfile and unpacks the context (refusing paths that
+    /// escape), and computes the content key. Blocking.
+    pub fn prepare(
+        &self,
+        dockerfile: &Path,
+        context: Option<&Path>,
+    ) -> Result<Prepared, ImageError> {
+        let work = self.blobs.temp_dir()?;
+        let df = std::fs::read(dockerfile)?;
+        if df.len() as u64 > self.cfg.image.max_dockerfile_bytes {
+            return Err(ImageError::TooLarge(format!(
+                "the Dockerfile is larger than {} bytes (image.max_dockerfile_bytes)",
+                self.cfg.image.max_dockerfile_bytes
+            )));
+        }
+        std::fs::write(work.path().join("Dockerfile"), &df)?;
+        let ctx = work.path().join("context");
+        std::fs::create_dir_all(&ctx)?;
+        let mut h = blake3::Hasher::new();
+        h.update(b"artifact-store image key v1\0");
+        h.update(&(df.len() as u64).to_le_bytes());
+        h.update(&df);
+        if let Some(c) = context {
+            let f = std::fs::File::open(c)?;
+            let tar = unpack::open_tar(f)?;
+            unpack::unpack_safe(tar, &ctx, self.cfg.max_unpacked_bytes)?;
+            let opts = PackOptions {
+                prefix: "context".into(),
+                mtime_clamp: Some(0),
+                level: 1,
+            };
+            let sink = pack_dir(&ctx, &opts, HashWriter(blake3::Hasher::new()))?;
+            h.update(b"context\0");
+            h.update(sink.0.finalize().as_bytes());
+        }
+        Ok(Prepared {
+            work,
+            key: h.finalize().to_hex().to_string(),
+        })
+    }
+
+    /// A cache hit, or a build job (single-flight per image key).
+    pub fn request(
+        &self,
+        key: &ImageKey,
+        prepared: Prepared,
+        no_cache: bool,
+        who: Identity,
+    ) -> Result<Requested, ImageError> {
+        if !no_cache {
+            if let Some(rec) = self.index.image(key)? {
+                if rec.key == prepared.key {
+                    return Ok(Requested::Cached(rec));
+                }
+            }
+        }
+        self.check_ready()?;
+        let target = json!({"component": key.component, "branch": key.branch, "arch": key.arch, "key": prepared.key});
+        let flight = format!(
+            "image:{}/{}/{}",
+            key.component,
+            key.branch.as_deref().unwrap_or(""),
+            key.arch
+        );
+        let this = self.clone();
+        let k = key.clone();
+        let (job, new) = self
+            .jobs
+            .submit(&flight, "image", target, who.clone(), move |ctx| {
+                Box::pin(async move {
+                    let rec = this.build(&ctx, &k, prepared, who).await?;
+                    Ok(json!({ "image": rec }))
+                })
+            })?;
+        Ok(Requested::Job(Submitted { job, new }))
+    }
+
+    async fn build(
+        &self,
+        ctx: &JobCtx,
+        key: &ImageKey,
+        p: Prepared,
+        who: Identity,
+    ) -> Result<ImageRecord, WorkError> {
+        let repo = repository(key);
+        let key12 = &p.key[..12];
+        let base = match &self.cfg.image.registry {
+            Some(r) => format!("{}/{repo}", r.trim_end_matches('/')),
+            None => format!("localhost/{repo}"),
+        };
+        let moving = format!("{base}:{}", key.arch);
+        let immutable = format!("{base}:{}-{key12}", key.arch);
+        let timeout = Duration::from_secs(self.cfg.build.timeout_secs);
+        let iidfile = p.work.path().join("iid");
+
+        ctx.step("build");
+        let mut argv = self.cfg.image.podman_build.clone();
+        let program = argv.remove(0);
+        argv.extend([
+            "-f".into(),
+            p.dockerfile().display().to_string(),
+            "-t".into(),
+            moving.clone(),
+            "-t".into(),
+            immutable.clone(),
+            "--iidfile".into(),
+            iidfile.display().to_string(),
+            p.context().display().to_string(),
+        ]);
+        self.run(ctx, program, argv, p.work.path(), timeout).await?;
+        let image_id = std::fs::read_to_string(&iidfile)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        let size = self.image_size(ctx, &image_id, p.work.path()).await;
+
+        let (digest, location) = if self.cfg.image.registry.is_some() {
+            ctx.step("push");
+            let digestfile = p.work.path().join("digest");
+            let mut digest = String::new();
+            for name in [&immutable, &moving] {
+                let mut argv = self.cfg.image.podman_push.clone();
+                let program = argv.remove(0);
+                argv.extend([
+                    format!("--tls-verify={}", self.cfg.image.tls_verify),
+                    "--digestfile".into(),
+                    digestfile.display().to_string(),
+                    name.clone(),
+                ]);
+                self.run(ctx, program, argv, p.work.path(), timeout).await?;
+                digest = std::fs::read_to_string(&digestfile)
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|e| ctx.fail(format!("podman push wrote no digest: {e}")))?;
+            }
+            (digest, "registry")
+        } else {
+            ctx.log
+                .line("no registry is configured: the image stays in local podman storage");
+            (image_id, "local")
+        };
+
+        ctx.step("index");
+        let rec = ImageRecord {
+            component: key.component.clone(),
+            branch: key.branch.clone(),
+            arch: key.arch.clone(),
+            image: moving,
+            immutable,
+            digest,
+            key: p.key.clone(),
+            size,
+            created: Utc::now(),
+            built_by: who,
+            location: location.into(),
+        };
+        let (index, r) = (self.index.clone(), rec.clone());
+        tokio::task::spawn_blocking(move || index.put_image(&r))
+            .await
+            .map_err(|e| ctx.fail(e.to_string()))?
+            .map_err(|e| ctx.fail(e.to_string()))?;
+        Ok(rec)
+    }
+
+    async fn run(
+        &self,
+        ctx: &JobCtx,
+        program: String,
+        args: Vec<String>,
+        cwd: &Path,
+        timeout: Duration,
+    ) -> Result<(), WorkError> {
+        let spec = RunSpec {
+            program,
+            args,
+            cwd: cwd.to_owned(),
+            env: std::env::vars().collect(),
+            timeout,
+        };
+        match process::run(&spec, &ctx.log).await {
+            Ok(Outcome::Success) => Ok(()),
+            Ok(o) => Err(ctx.fail(format!("{} {o}", spec.program))),
+            Err(e) => Err(ctx.fail(e.to_string())),
+        }
+    }
+
+    async fn image_size(&self, ctx: &JobCtx, id: &str, cwd: &Path) -> u64 {
+        let podman = self
+            .cfg
+            .image
+            .podman_build
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "podman".into());
+        let out = tokio::process::Command::new(podman)
+            .args(["image", "inspect", "--format", "{{.Size}}", id])
+            .current_dir(cwd)
+            .output()
+            .await;
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0),
+            _ => {
+                ctx.log.line("could not read the image size");
+                0
+            }
+        }
+    }
+}
+
+/// The answer fields for an image record.
+pub fn describe(rec: &ImageRecord) -> Value {
+    let repo = rec
+        .image
+        .rsplit_once(':')
+        .map(|(r, _)| r)
+        .unwrap_or(&rec.image);
+    let pull = (rec.location == "registry").then(|| format!("podman pull {repo}@{}", rec.digest));
+    json!({
+        "imageName": rec.image,
+        "immutableName": rec.immutable,
+        "digest": rec.digest,
+        "pullCommand": pull,
+        "location": rec.location,
+        "note": if rec.location == "local" { Some("no registry is configured: the image is only in the service's local podman storage") } else { None },
+        "component": rec.component,
+        "branch": rec.branch,
+        "arch": rec.arch,
+        "key": rec.key,
+        "size": rec.size,
+        "created": rec.created,
+        "built_by": rec.built_by,
+    })
+}
+
+struct HashWriter(blake3::Hasher);
+
+impl Write for HashWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(sanitize("Test_IOC"), "test-ioc");
+        assert_eq!(sanitize("feature/New..Thing"), "feature-new-thing");
+        assert_eq!(sanitize("--x--"), "x");
+        let k = ImageKey::new("test-ioc", Some("dev/patrick"), "ROCKY9").unwrap();
+        assert_eq!(repository(&k), "test-ioc-dev-patrick-image");
+        let k = ImageKey::new("test-ioc-dev-patrick-rocky9", None, "rocky9").unwrap();
+        assert_eq!(repository(&k), "test-ioc-dev-patrick-rocky9");
+    }
+}

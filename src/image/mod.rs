@@ -96,7 +96,7 @@ impl Prepared {
 /// The answer to a build request.
 pub enum Requested {
     /// Same Dockerfile and context as the indexed image: nothing to do.
-    Cached(ImageRecord),
+    Cached(Box<ImageRecord>),
     Job(Submitted),
 }
 
@@ -236,7 +236,7 @@ impl Images {
         if !no_cache {
             if let Some(rec) = self.index.image(key)? {
                 if rec.key == prepared.key {
-                    return Ok(Requested::Cached(rec));
+                    return Ok(Requested::Cached(Box::new(rec)));
                 }
             }
         }

@@ -91,6 +91,36 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let local = listener.local_addr()?;
     tracing::info!(%local, data = %state.cfg.data_dir.display(), "artifact-store listening");
     println!("listening on http://{local}");
+    spawn_gc(&state);
     http::start(state, listener)?.await?;
     Ok(())
+}
+
+/// The periodic GC pass (`[gc] interval_secs`), on a blocking thread.
+fn spawn_gc(state: &AppState) {
+    let every = state.cfg.gc.interval_secs;
+    if every == 0 {
+        return;
+    }
+    let c = state.components.clone();
+    let rules = state.cfg.retention.clone();
+    let grace = std::time::Duration::from_secs(state.cfg.gc.grace_secs);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        tick.tick().await; // not at start-up
+        loop {
+            tick.tick().await;
+            let (c, rules) = (c.clone(), rules.clone());
+            match tokio::task::spawn_blocking(move || crate::gc::collect(&c, &rules, grace)).await {
+                Ok(Ok(r)) => tracing::info!(
+                    removed = r.blobs_removed.len(),
+                    freed = r.bytes_freed,
+                    dropped = r.retention_dropped.len(),
+                    "gc pass"
+                ),
+                Ok(Err(e)) => tracing::error!("gc pass failed: {e}"),
+                Err(e) => tracing::error!("gc pass panicked: {e}"),
+            }
+        }
+    });
 }

@@ -138,6 +138,7 @@ impl Components {
         }
         // Fast path: the body is a canonical blob we already hold for this tag.
         if self.blobs.contains(&raw) && self.blob_top_dir(&raw).as_deref() == Some(&key.tag) {
+            self.blobs.touch(&raw);
             let size = body.metadata()?.len();
             return self.index_blob(key, BlobInfo { hash: raw, size }, req);
         }
@@ -168,6 +169,7 @@ impl Components {
             }
             None => return Err(ComponentError::BlobNotFound(hex)),
         }
+        self.blobs.touch(&hash);
         self.index_blob(key, BlobInfo { hash, size }, req)
     }
 

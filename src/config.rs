@@ -41,6 +41,8 @@ pub struct Config {
     pub compat: CompatConfig,
     pub build: BuildConfig,
     pub image: ImageConfig,
+    pub gc: GcConfig,
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -59,6 +61,8 @@ impl Default for Config {
             compat: CompatConfig::default(),
             build: BuildConfig::default(),
             image: ImageConfig::default(),
+            gc: GcConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -147,6 +151,35 @@ impl Default for BuildConfig {
                 .to_vec(),
         }
     }
+}
+
+/// Garbage collection of unreferenced blobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Seconds between passes; 0 turns the periodic pass off.
+    pub interval_secs: u64,
+    /// An unreferenced blob is removed only once older than this.
+    pub grace_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+            grace_secs: 3600,
+        }
+    }
+}
+
+/// Which index entries the GC pass drops (before collecting blobs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Keep the newest N tags per (component, arch); 0 keeps everything.
+    pub keep_newest: usize,
+    /// Also keep older tags downloaded within this many days; 0: off.
+    pub keep_downloaded_within_days: u64,
 }
 
 /// Container images: built with podman, pushed to an OCI registry.

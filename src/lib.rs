@@ -12,17 +12,23 @@
 //! - `build`: git, recipe, resolver, sandbox: clone -> resolve -> run -> pack -> store.
 //! - `image`: container images: podman build, push to the registry, index.
 //! - `http`: routes and thin handlers (actix-web).
+//! - `client`: the CLI client (HTTP), as build scripts use the service.
+//! - `gc`: retention, garbage collection of unreferenced blobs, verification.
+//! - `metrics`: Prometheus counters, histograms and store gauges.
 //! - `app`: wiring everything together at start-up.
 
 pub mod app;
 pub mod auth;
 pub mod build;
+pub mod client;
 pub mod components;
 pub mod config;
+pub mod gc;
 pub mod http;
 pub mod image;
 pub mod index;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod process;
 pub mod store;

@@ -1,4 +1,6 @@
-//! The `artifact-store` binary: `serve` runs the service; `key` manages API keys.
+//! The `artifact-store` binary: `serve` runs the service; `key` manages API
+//! keys; `get`, `put`, `check`, `build`, `image`, `jobs`, `gc`, `verify` are
+//! the client, talking to a running service.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use artifact_store::auth::{self, Role};
+use artifact_store::client::{self, Remote};
 use artifact_store::config::Config;
 
 #[derive(Parser)]
@@ -37,6 +40,119 @@ enum Cmd {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Download a component (blake3 checked as it streams).
+    Get {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        component: String,
+        tag: String,
+        #[arg(long, default_value = "rocky9")]
+        arch: String,
+        /// Write the tarball here (default: <component>-<tag>-<arch>.tar.zst).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Extract into this directory (giving DIR/<tag>/...).
+        #[arg(long)]
+        extract: Option<PathBuf>,
+    },
+    /// Upload a tarball (tar.zst, tar.gz or tar).
+    Put {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        component: String,
+        tag: String,
+        file: PathBuf,
+        #[arg(long, default_value = "rocky9")]
+        arch: String,
+    },
+    /// Which of these components are missing? Exit 0: none; 1: some (listed).
+    Check {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// `component:tag` items (or `component=tag`).
+        #[arg(required = true)]
+        items: Vec<String>,
+        #[arg(long, default_value = "rocky9")]
+        arch: String,
+    },
+    /// Build a component from git, following the live log; exits with the result.
+    Build {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        component: String,
+        tag: String,
+        #[arg(long, default_value = "rocky9")]
+        arch: String,
+        /// Repository URL (default: the service's catalog or earlier builds).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Container images.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Recent jobs, or one job (with --log: its log).
+    Jobs {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        id: Option<String>,
+        #[arg(long)]
+        log: bool,
+    },
+    /// Run a garbage collection pass on the server (admin key).
+    Gc {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Re-hash every blob on the server, quarantine corrupt ones (admin key).
+    Verify {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// The service's base URL.
+    #[arg(
+        long,
+        env = "ARTIFACT_STORE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// API key (sent as `Authorization: Bearer`).
+    #[arg(long, env = "ARTIFACT_STORE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Build (and push) an image from a Dockerfile; follows the log.
+    Build {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[arg(long)]
+        component: String,
+        #[arg(long)]
+        branch: String,
+        #[arg(long, default_value = "rocky9")]
+        arch: String,
+        #[arg(long, default_value = "Dockerfile")]
+        dockerfile: PathBuf,
+        /// Build context: a directory or a tarball.
+        #[arg(long)]
+        context: Option<PathBuf>,
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// What to pull for (component, branch, arch).
+    Get {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        component: String,
+        branch: String,
+        #[arg(default_value = "rocky9")]
+        arch: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,5 +219,168 @@ fn main() -> ExitCode {
             println!("{}", auth::hash_key(&key));
             ExitCode::SUCCESS
         }
+        other => match run_client(other) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("artifact-store: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn remote(a: &RemoteArgs) -> client::Result<Remote> {
+    Remote::new(&a.server, a.token.clone())
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// The client subcommands: exit 0 on success, 1 for a "no" (missing
+/// components, failed build), 2 for errors.
+fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
+    let yes_no = |ok: bool| {
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    };
+    match cmd {
+        Cmd::Get {
+            remote: r,
+            component,
+            tag,
+            arch,
+            output,
+            extract,
+        } => {
+            let p = client::get(
+                &remote(&r)?,
+                &component,
+                &tag,
+                &arch,
+                output.as_deref(),
+                extract.as_deref(),
+            )?;
+            println!("{}", p.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Put {
+            remote: r,
+            component,
+            tag,
+            file,
+            arch,
+        } => {
+            print_json(&client::put(&remote(&r)?, &component, &tag, &arch, &file)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check {
+            remote: r,
+            items,
+            arch,
+        } => {
+            let parsed = items
+                .iter()
+                .map(|i| {
+                    i.split_once(':')
+                        .or_else(|| i.split_once('='))
+                        .map(|(c, t)| (c.to_owned(), t.to_owned()))
+                        .ok_or_else(|| {
+                            client::ClientError::Other(format!("'{i}': expected component:tag"))
+                        })
+                })
+                .collect::<client::Result<Vec<_>>>()?;
+            let missing = client::check(&remote(&r)?, &parsed, &arch)?;
+            for m in &missing {
+                println!(
+                    "missing {}:{} ({})",
+                    m["component"].as_str().unwrap_or(""),
+                    m["tag"].as_str().unwrap_or(""),
+                    m["arch"].as_str().unwrap_or("")
+                );
+            }
+            Ok(yes_no(missing.is_empty()))
+        }
+        Cmd::Build {
+            remote: r,
+            component,
+            tag,
+            arch,
+            url,
+        } => {
+            let ok = client::build(
+                &remote(&r)?,
+                &component,
+                &tag,
+                &arch,
+                url.as_deref(),
+                &mut std::io::stdout(),
+            )?;
+            Ok(yes_no(ok))
+        }
+        Cmd::Image(ImageCmd::Build {
+            remote: r,
+            component,
+            branch,
+            arch,
+            dockerfile,
+            context,
+            no_cache,
+        }) => {
+            let ok = client::image_build(
+                &remote(&r)?,
+                &component,
+                &branch,
+                &arch,
+                &dockerfile,
+                context.as_deref(),
+                no_cache,
+                &mut std::io::stdout(),
+            )?;
+            Ok(yes_no(ok))
+        }
+        Cmd::Image(ImageCmd::Get {
+            remote: r,
+            component,
+            branch,
+            arch,
+        }) => {
+            print_json(&client::image_get(
+                &remote(&r)?,
+                &component,
+                &branch,
+                &arch,
+            )?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Jobs { remote: r, id, log } => {
+            let rm = remote(&r)?;
+            match (id, log) {
+                (Some(id), true) => {
+                    let job = client::follow(&rm, &id, &mut std::io::stdout())?;
+                    Ok(yes_no(job["state"] == "success"))
+                }
+                (id, _) => {
+                    print_json(&client::jobs(&rm, id.as_deref())?);
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Cmd::Gc { remote: r } => {
+            print_json(&client::admin(&remote(&r)?, "gc")?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify { remote: r } => {
+            let v = client::admin(&remote(&r)?, "verify")?;
+            print_json(&v);
+            Ok(yes_no(
+                v["corrupt"].as_array().is_none_or(|a| a.is_empty())
+                    && v["missing"].as_array().is_none_or(|a| a.is_empty()),
+            ))
+        }
+        Cmd::Serve { .. } | Cmd::Key(_) => Ok(ExitCode::SUCCESS),
     }
 }

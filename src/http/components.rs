@@ -5,10 +5,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::caller::{authorize, identity};
 use super::error::ApiError;
 use super::files::{self, FileSpec};
+use super::openapi::{schema as doc, IdentityHeaders};
 use super::{blocking, upload, AppState};
 use crate::auth::Role;
 use crate::components::{PutRequest, Stored};
@@ -44,17 +46,24 @@ pub fn record_json(rec: &Record, base: &str) -> Value {
     v
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct KeyPath {
+    /// The component, e.g. `asyn`.
     component: String,
+    /// The tag, e.g. `R4.39`.
     tag: String,
+    /// The architecture, e.g. `rocky9` (case-insensitive).
     arch: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
+    /// `tar.zst` (default; also `zst`, `zstd`) or `tar.gz` (also `gz`, `gzip`, `tgz`).
     format: Option<String>,
-    /// `missing`: build the component when it is not stored (and its URL is known).
+    /// `missing`: build the component when it is not stored (and its URL is
+    /// known); `never` (default): answer 404.
     build: Option<String>,
 }
 
@@ -83,6 +92,10 @@ pub async fn serve_component(
     enc: Encoding,
     filename: String,
 ) -> Result<HttpResponse, ApiError> {
+    // for the retention rule "keep what was downloaded recently"
+    if let Err(e) = state.components.index().note_download(&rec.key()) {
+        tracing::warn!("cannot note a download: {e}");
+    }
     match enc {
         Encoding::Zstd => {
             let path = state
@@ -124,6 +137,45 @@ fn key_of(state: &AppState, p: &KeyPath) -> Result<ComponentKey, ApiError> {
 }
 
 /// GET/HEAD /v1/components/{component}/{tag}/{arch}
+#[utoipa::path(
+    method(get, head),
+    path = "/v1/components/{component}/{tag}/{arch}",
+    tag = "components",
+    summary = "Download a component",
+    description = "The stored tarball, zstd unless `format=tar.gz`. Supports `Range` (one range), \
+`If-None-Match` and `If-Range`; the ETag is the blob's blake3. HEAD checks for a cache hit without \
+the body. With `build=missing` a component that is not stored is built from its repository first: \
+the answer waits up to `build.on_miss_wait_secs`, then is 202 with the job.",
+    params(
+        KeyPath,
+        DownloadQuery,
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`."),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag seen before: 304 when it still matches."),
+        ("If-Range" = Option<String>, Header, description = "Honour `Range` only while the ETag is this one."),
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The tarball", content(("application/zstd"), ("application/gzip")), headers(
+            ("ETag" = String, description = "The blake3 of what is served, quoted"),
+            ("Content-Disposition" = String, description = "`attachment; filename=\"{component}-{tag}-{arch}.tar.zst\"` (or `.tar.gz`)"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("Cache-Control" = String, description = "`no-cache`: revalidate with If-None-Match"),
+        )),
+        (status = 202, description = "`build=missing`: the build was queued and has not ended yet", body = doc::JobAccepted),
+        (status = 206, description = "The asked range", content(("application/zstd"), ("application/gzip")), headers(
+            ("Content-Range" = String, description = "`bytes first-last/size`"),
+        )),
+        (status = 304, description = "Not modified: `If-None-Match` matches the ETag"),
+        (status = 400, description = "Invalid name, `format` or `build`", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "Not stored (and not buildable with `build=missing`)", body = doc::ErrorBody),
+        (status = 416, description = "The range is outside the file", body = doc::ErrorBody, headers(
+            ("Content-Range" = String, description = "`bytes */size`"),
+        )),
+        (status = 422, description = "`build=missing`: the build failed", body = doc::BuildFailed),
+        (status = 503, description = "`build=missing`: the build was interrupted", body = doc::BuildFailed),
+    ),
+)]
 pub async fn download(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -153,7 +205,9 @@ pub async fn download(
             )))
         }
     }
-    let (rec, _) = state.components.find(&key)?;
+    let found = state.components.find(&key);
+    crate::metrics::cache("component", found.is_ok());
+    let (rec, _) = found?;
     let ext = if enc == Encoding::Zstd {
         "tar.zst"
     } else {
@@ -164,6 +218,21 @@ pub async fn download(
 }
 
 /// GET /v1/components/{component}/{tag}/{arch}/info
+#[utoipa::path(
+    get,
+    path = "/v1/components/{component}/{tag}/{arch}/info",
+    tag = "components",
+    summary = "A component's record",
+    description = "The record of a stored component, with its links.",
+    params(KeyPath),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Found (`status` is `found`)", body = doc::ComponentAnswer),
+        (status = 400, description = "Invalid name", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "Not stored", body = doc::ErrorBody),
+    ),
+)]
 pub async fn info(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -171,15 +240,19 @@ pub async fn info(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
     let key = key_of(&state, &path)?;
-    let (rec, _) = state.components.find(&key)?;
+    let found = state.components.find(&key);
+    crate::metrics::cache("component", found.is_ok());
+    let (rec, _) = found?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "found",
         "component": record_json(&rec, &base_url(&state, &req)),
     })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PutQuery {
+    /// Replace a tag stored with other content (admin key only).
     #[serde(default)]
     overwrite: bool,
 }
@@ -198,6 +271,40 @@ pub fn stored_response(state: &AppState, req: &HttpRequest, s: &Stored) -> HttpR
 }
 
 /// PUT /v1/components/{component}/{tag}/{arch}
+#[utoipa::path(
+    put,
+    path = "/v1/components/{component}/{tag}/{arch}",
+    tag = "components",
+    summary = "Upload a component",
+    description = "Stores a tarball (tar.zst, tar.gz or plain tar), normalised to the canonical \
+tar.zst: sorted entries, owner 0:0, a single top-level directory named after the tag. Tags are \
+immutable: the same content again is 200 `unchanged`, other content is 409 unless an admin adds \
+`overwrite=true`. Archives with absolute paths, `..`, links pointing outside or device files are \
+refused (400) and nothing is stored. With an empty body and `X-Checksum-Blake3`, the blob already \
+stored under that hash is deployed under this key (checksum deploy).",
+    params(
+        KeyPath,
+        PutQuery,
+        ("X-Checksum-Blake3" = Option<String>, Header, description = "blake3 (64 hex) of the body as sent: \
+checked (400 on mismatch); with an empty body, the stored blob to deploy."),
+        IdentityHeaders,
+    ),
+    request_body(
+        description = "The tarball (tar.zst, tar.gz or tar); empty for a checksum deploy",
+        content(("application/octet-stream"), ("application/zstd"), ("application/gzip"), ("application/x-tar")),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = doc::ComponentAnswer),
+        (status = 201, description = "Stored (`status` is `created`)", body = doc::ComponentAnswer),
+        (status = 400, description = "Invalid name or archive, checksum mismatch, or an empty body without `X-Checksum-Blake3`", body = doc::ErrorBody),
+        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
+        (status = 403, description = "The key's role is too small (write; admin for `overwrite`)", body = doc::ErrorBody),
+        (status = 404, description = "Checksum deploy: no blob with that hash", body = doc::ErrorBody),
+        (status = 409, description = "The tag is stored with other content", body = doc::ErrorBody),
+        (status = 413, description = "Larger than `max_upload_bytes` (or unpacks to more than `max_unpacked_bytes`)", body = doc::ErrorBody),
+    ),
+)]
 pub async fn put(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -257,6 +364,22 @@ pub async fn put(
 
 /// DELETE /v1/components/{component}/{tag}/{arch} (admin): drops the index
 /// entry; the blob stays until garbage collection.
+#[utoipa::path(
+    delete,
+    path = "/v1/components/{component}/{tag}/{arch}",
+    tag = "components",
+    summary = "Delete a component (admin)",
+    description = "Drops the index entry; the blob stays until garbage collection.",
+    params(KeyPath, IdentityHeaders),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted: the record that was dropped", body = doc::DeletedAnswer),
+        (status = 400, description = "Invalid name", body = doc::ErrorBody),
+        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
+        (status = 403, description = "Not an admin key", body = doc::ErrorBody),
+        (status = 404, description = "Not stored", body = doc::ErrorBody),
+    ),
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -269,17 +392,37 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(json!({"status": "deleted", "component": rec})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only components whose name starts with this.
     #[serde(default)]
+    #[param(required = false)]
     prefix: String,
+    /// `component/tag/arch`: start after this one (the previous page's `next`).
     after: Option<String>,
+    /// Page size: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 const MAX_PAGE: usize = 1000;
 
 /// GET /v1/components?prefix=&after=component/tag/arch&limit=
+#[utoipa::path(
+    get,
+    path = "/v1/components",
+    tag = "components",
+    summary = "List components",
+    description = "A page of stored components, ordered by component/tag/arch; follow `next` with `after`.",
+    params(ListQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page", body = doc::ComponentList),
+        (status = 400, description = "Invalid `after` or query", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -310,6 +453,21 @@ pub async fn list(
 }
 
 /// GET /v1/components/{component}: every tag and arch of one component.
+#[utoipa::path(
+    get,
+    path = "/v1/components/{component}",
+    tag = "components",
+    summary = "Every version of a component",
+    description = "Every stored tag and architecture of one component.",
+    params(("component" = String, Path, description = "The component, e.g. `asyn`.")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Its versions", body = doc::ComponentVersions),
+        (status = 400, description = "Invalid name", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "No stored version", body = doc::ErrorBody),
+    ),
+)]
 pub async fn versions(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -330,15 +488,18 @@ pub async fn versions(
     })))
 }
 
-#[derive(Deserialize)]
+/// One component asked about.
+#[derive(Deserialize, ToSchema)]
 pub struct WantedItem {
     component: String,
     tag: String,
+    /// The architecture (alias `architecture`); absent: the configured `default_arch`.
     #[serde(alias = "architecture")]
     arch: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The components to check: a list, or `{"components": [...]}`.
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MissingBody {
     List(Vec<WantedItem>),
@@ -348,6 +509,22 @@ pub enum MissingBody {
 const MAX_MISSING: usize = 10_000;
 
 /// POST /v1/components/missing: which of these are not stored.
+#[utoipa::path(
+    post,
+    path = "/v1/components/missing",
+    tag = "components",
+    summary = "Which of these are not stored",
+    description = "One request for a whole dependency tree (at most 10000 components).",
+    request_body(content = MissingBody, content_type = "application/json",
+        example = json!({"components": [{"component": "asyn", "tag": "R4.39", "arch": "rocky9"}, {"component": "epics-base", "tag": "R7.0.8", "arch": "rocky9"}]})),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The ones not stored", body = doc::MissingAnswer),
+        (status = 400, description = "Invalid JSON or name", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 413, description = "More than 10000 components", body = doc::ErrorBody),
+    ),
+)]
 pub async fn missing(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -381,6 +558,35 @@ pub async fn missing(
 }
 
 /// GET/HEAD /v1/blobs/{blake3}: a blob by content; never changes.
+#[utoipa::path(
+    method(get, head),
+    path = "/v1/blobs/{blake3}",
+    tag = "components",
+    summary = "A blob by content",
+    description = "A stored tar.zst by its blake3: never changes, so it is cached for a year. \
+Supports `Range`, `If-None-Match` and `If-Range`.",
+    params(
+        ("blake3" = String, Path, description = "64 hex characters", pattern = "^[0-9a-fA-F]{64}$"),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`."),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag seen before: 304 when it still matches."),
+        ("If-Range" = Option<String>, Header, description = "Honour `Range` only while the ETag is this one."),
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The blob", content_type = "application/octet-stream", headers(
+            ("ETag" = String, description = "The blake3, quoted"),
+            ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"),
+        )),
+        (status = 206, description = "The asked range", content_type = "application/octet-stream", headers(
+            ("Content-Range" = String, description = "`bytes first-last/size`"),
+        )),
+        (status = 304, description = "Not modified: `If-None-Match` matches"),
+        (status = 400, description = "Not 64 hex characters", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "No such blob", body = doc::ErrorBody),
+        (status = 416, description = "The range is outside the file", body = doc::ErrorBody),
+    ),
+)]
 pub async fn blob(
     state: web::Data<AppState>,
     req: HttpRequest,

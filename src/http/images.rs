@@ -187,12 +187,14 @@ pub async fn post_image(
         tokio::task::spawn_blocking(move || images.request(&k, prepared, no_cache, who)).await??;
     match requested {
         Requested::Cached(rec) => {
+            crate::metrics::cache("image", true);
             let mut v = describe(&rec);
             v["status"] = json!("success");
             v["cached"] = json!(true);
             Ok(HttpResponse::Ok().json(v))
         }
         Requested::Job(s) => {
+            crate::metrics::cache("image", false);
             let wait = std::time::Duration::from_secs(
                 state.cfg.build.timeout_secs.saturating_mul(2).max(60),
             );

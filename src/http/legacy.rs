@@ -80,7 +80,9 @@ pub async fn get_component(
     let key = state
         .components
         .key(p.require("component")?, p.require("tag")?, p.arch())?;
-    let rec = match state.components.lookup(&key)? {
+    let found = state.components.lookup(&key)?;
+    crate::metrics::cache("component", found.is_some());
+    let rec = match found {
         Some(r) => r,
         None => {
             if let Some(resp) = super::builds::build_on_miss(&state, &req, &key).await? {

@@ -8,6 +8,7 @@
 //! Architecture invariant: actix-web is used only in this module; handlers
 //! extract, call the domain, and map the answer, nothing more.
 
+mod admin;
 mod builds;
 mod caller;
 mod components;
@@ -57,6 +58,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(error::query_config())
         .app_data(error::path_config())
         .service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(admin::readyz)))
+        .service(resource("/metrics").route(web::get().to(admin::metrics)))
+        .service(resource("/v1/admin/gc").route(web::post().to(admin::gc)))
+        .service(resource("/v1/admin/verify").route(web::post().to(admin::verify)))
         .service(
             resource("/component")
                 .route(web::get().to(legacy::get_component))
@@ -143,18 +148,41 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
             .default_service(web::to(no_route))
             .wrap_fn(move |req, srv| {
                 let start = Instant::now();
-                let (method, path) = (req.method().clone(), req.path().to_owned());
-                let who = caller::identity(req.request());
+                let method = req.method().clone();
+                let logged =
+                    log_requests.then(|| (req.path().to_owned(), caller::identity(req.request())));
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await?;
-                    if log_requests {
+                    let status = res.status();
+                    let route = res
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".into());
+                    let secs = start.elapsed().as_secs_f64();
+                    let m = &crate::metrics::METRICS;
+                    m.requests
+                        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+                        .inc();
+                    m.request_seconds
+                        .with_label_values(&[route.as_str()])
+                        .observe(secs);
+                    if status.is_success() && method != actix_web::http::Method::HEAD {
+                        if let actix_web::body::BodySize::Sized(n) =
+                            actix_web::body::MessageBody::size(res.response().body())
+                        {
+                            if res.response().headers().contains_key("etag") {
+                                m.bytes_served.inc_by(n);
+                            }
+                        }
+                    }
+                    if let Some((path, who)) = logged {
                         tracing::info!(
                             target: "artifact_store::request",
                             %method,
                             path,
-                            status = res.status().as_u16(),
-                            ms = start.elapsed().as_secs_f64() * 1000.0,
+                            status = status.as_u16(),
+                            ms = secs * 1000.0,
                             linux_user = who.linux_username.as_deref().unwrap_or("-"),
                             github_user = who.github_username.as_deref().unwrap_or("-"),
                         );

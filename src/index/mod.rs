@@ -28,6 +28,7 @@ pub struct Index {
     db: sled::Db,
     components: sled::Tree,
     derived: sled::Tree,
+    downloads: sled::Tree,
     images: sled::Tree,
     meta: sled::Tree,
 }
@@ -82,6 +83,7 @@ impl Index {
         Ok(Self {
             components: db.open_tree("components")?,
             derived: db.open_tree("derived")?,
+            downloads: db.open_tree("downloads")?,
             images: db.open_tree("images")?,
             meta: db.open_tree("meta")?,
             db,
@@ -247,6 +249,51 @@ impl Index {
                 })
             })
             .collect()
+    }
+
+    /// Forgets what was derived from `source` (it is gone).
+    pub fn remove_derived(&self, source: &str) -> Result<()> {
+        let mut p = source.as_bytes().to_vec();
+        p.push(0);
+        for k in self.derived.scan_prefix(&p).keys() {
+            self.derived.remove(k?)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets derivations whose result is `blob` (it was found corrupt).
+    pub fn drop_derived_target(&self, blob: &str) -> Result<()> {
+        for kv in self.derived.iter() {
+            let (k, v) = kv?;
+            if v.as_ref() == blob.as_bytes() {
+                self.derived.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes a download of `key` now (at most one write an hour per key).
+    pub fn note_download(&self, key: &ComponentKey) -> Result<()> {
+        let now = chrono::Utc::now().timestamp();
+        let k = key_bytes(key);
+        if let Some(v) = self.downloads.get(&k)? {
+            if let Ok(b) = <[u8; 8]>::try_from(v.as_ref()) {
+                if now - i64::from_be_bytes(b) < 3600 {
+                    return Ok(());
+                }
+            }
+        }
+        self.downloads.insert(k, &now.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// When `key` was last downloaded (unix seconds), if ever noted.
+    pub fn last_download(&self, key: &ComponentKey) -> Result<Option<i64>> {
+        Ok(self
+            .downloads
+            .get(key_bytes(key))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -410,6 +410,14 @@ impl Jobs {
             }
         });
         let _ = self.shared.tree.flush();
+        if let Ok(Some(j)) = self.get(id) {
+            let result = if state == JobState::Success {
+                "success"
+            } else {
+                "failed"
+            };
+            crate::metrics::job_finished(&j.kind, result, j.duration_secs().unwrap_or(0.0));
+        }
         self.notify(id, state);
         if let Ok(mut live) = self.shared.live.lock() {
             live.remove(id);

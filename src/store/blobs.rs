@@ -83,6 +83,8 @@ impl BlobStore {
     pub fn commit(&self, tmp: NamedTempFile, hash: &blake3::Hash) -> io::Result<PathBuf> {
         let dest = self.path(hash);
         if dest.is_file() {
+            // Reused: refresh its mtime so a GC pass sees it as young.
+            self.touch(hash);
             return Ok(dest);
         }
         tmp.as_file().sync_all()?;
@@ -91,6 +93,13 @@ impl BlobStore {
         tmp.persist(&dest).map_err(|e| e.error)?;
         File::open(&dir)?.sync_all()?;
         Ok(dest)
+    }
+
+    /// Marks a blob as just used (GC grace period starts again).
+    pub fn touch(&self, hash: &blake3::Hash) {
+        if let Ok(f) = File::options().write(true).open(self.path(hash)) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
     }
 
     /// Hashes an existing file (streaming).

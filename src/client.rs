@@ -1,0 +1,332 @@
+//! The command-line client: talks to a running service over HTTP, the way
+//! build scripts would. `get` verifies blake3 while it streams, `check`
+//! asks for a whole dependency list at once and answers with its exit code,
+//! `build` follows the live log and exits with the build's result.
+//!
+//! This module is a plain HTTP client: it shares only the tarball safety
+//! code (`store::unpack`) with the server.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::blocking::{multipart, Client, RequestBuilder, Response};
+use serde_json::{json, Value};
+
+use crate::store::unpack;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {err}")]
+    Connect { url: String, err: reqwest::Error },
+    #[error("{status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Where the service is and how to authenticate.
+pub struct Remote {
+    pub server: String,
+    pub token: Option<String>,
+    http: Client,
+}
+
+impl Remote {
+    pub fn new(server: &str, token: Option<String>) -> Result<Self> {
+        let http = Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(None)
+            .build()
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(Self {
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    fn req(&self, rb: RequestBuilder) -> RequestBuilder {
+        let rb = match std::env::var("USER") {
+            Ok(u) => rb.header("X-adbs-linux-user", u),
+            Err(_) => rb,
+        };
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    fn send(&self, rb: RequestBuilder, url: &str) -> Result<Response> {
+        let resp = self.req(rb).send().map_err(|err| ClientError::Connect {
+            url: url.to_owned(),
+            err,
+        })?;
+        Ok(resp)
+    }
+
+    /// Sends, and turns an error answer into `ClientError::Server`.
+    fn ok(&self, rb: RequestBuilder, url: &str) -> Result<Response> {
+        let resp = self.send(rb, url)?;
+        if resp.status().is_success() || resp.status().as_u16() == 202 {
+            return Ok(resp);
+        }
+        Err(server_error(resp))
+    }
+
+    fn json(&self, rb: RequestBuilder, url: &str) -> Result<Value> {
+        self.ok(rb, url)?
+            .json()
+            .map_err(|e| ClientError::Other(format!("invalid answer from {url}: {e}")))
+    }
+}
+
+fn server_error(resp: Response) -> ClientError {
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))
+        .unwrap_or(text);
+    ClientError::Server { status, message }
+}
+
+fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+/// `get`: downloads a component (tar.zst), checking blake3 as it streams;
+/// writes `out` (default `<component>-<tag>-<arch>.tar.zst`) and/or
+/// extracts into `extract` (giving `<extract>/<tag>/...`).
+pub fn get(
+    r: &Remote,
+    component: &str,
+    tag: &str,
+    arch: &str,
+    out: Option<&Path>,
+    extract: Option<&Path>,
+) -> Result<PathBuf> {
+    let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}"));
+    let mut resp = r.ok(r.http.get(&url), &url)?;
+    let expected = resp
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim_matches('"').to_owned())
+        .ok_or_else(|| ClientError::Other("the answer has no ETag (blake3)".into()))?;
+    let dest = match out {
+        Some(p) => p.to_owned(),
+        None if extract.is_some() => std::env::temp_dir().join(format!(
+            "{component}-{tag}-{arch}-{}.tar.zst",
+            std::process::id()
+        )),
+        None => PathBuf::from(format!("{component}-{tag}-{arch}.tar.zst")),
+    };
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let pb = progress(resp.content_length(), &format!("{component} {tag}"));
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = resp.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        tmp.write_all(&buf[..n])?;
+        pb.inc(n as u64);
+    }
+    pb.finish_and_clear();
+    let actual = hasher.finalize().to_hex().to_string();
+    if actual != expected {
+        return Err(ClientError::Other(format!(
+            "blake3 mismatch: the server said {expected}, the download hashes to {actual}; nothing written"
+        )));
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(&dest).map_err(|e| e.error)?;
+    if let Some(x) = extract {
+        std::fs::create_dir_all(x)?;
+        let tar =
+            unpack::open_tar(File::open(&dest)?).map_err(|e| ClientError::Other(e.to_string()))?;
+        unpack::unpack_safe(tar, x, u64::MAX).map_err(|e| ClientError::Other(e.to_string()))?;
+        if out.is_none() {
+            let _ = std::fs::remove_file(&dest);
+            return Ok(x.join(tag));
+        }
+    }
+    Ok(dest)
+}
+
+/// `put`: uploads a tarball (tar.zst, tar.gz or tar) with its blake3 as
+/// `X-Checksum-Blake3`.
+pub fn put(r: &Remote, component: &str, tag: &str, arch: &str, file: &Path) -> Result<Value> {
+    let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}"));
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(File::open(file)?)?;
+    let f = File::open(file)?;
+    let len = f.metadata()?.len();
+    let pb = progress(Some(len), &format!("{component} {tag}"));
+    let body = reqwest::blocking::Body::sized(pb.wrap_read(f), len);
+    let rb = r
+        .http
+        .put(&url)
+        .header("X-Checksum-Blake3", hasher.finalize().to_hex().as_str())
+        .body(body);
+    let v = r.json(rb, &url);
+    pb.finish_and_clear();
+    v
+}
+
+/// `check`: which of `items` (component, tag) are missing for `arch`.
+pub fn check(r: &Remote, items: &[(String, String)], arch: &str) -> Result<Vec<Value>> {
+    let url = r.url("/v1/components/missing");
+    let body = json!({
+        "components": items.iter().map(|(c, t)| json!({"component": c, "tag": t, "arch": arch})).collect::<Vec<_>>()
+    });
+    let v = r.json(r.http.post(&url).json(&body), &url)?;
+    Ok(v["missing"].as_array().cloned().unwrap_or_default())
+}
+
+/// Streams a job's log to `out` until the job ends; returns the final job.
+pub fn follow(r: &Remote, job: &str, out: &mut dyn Write) -> Result<Value> {
+    let url = r.url(&format!("/v1/jobs/{job}/log?follow=true"));
+    let mut resp = r.ok(r.http.get(&url), &url)?;
+    io::copy(&mut resp, out)?;
+    jobs(r, Some(job)).map(|v| v["job"].clone())
+}
+
+/// `build`: starts a build and follows its log; `Ok(true)` on success.
+pub fn build(
+    r: &Remote,
+    component: &str,
+    tag: &str,
+    arch: &str,
+    repo: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<bool> {
+    let url = r.url("/v1/builds");
+    let body = json!({"component": component, "tag": tag, "arch": arch, "url": repo});
+    let v = r.json(r.http.post(&url).json(&body), &url)?;
+    if v["cached"] == true {
+        writeln!(out, "{component} {tag} ({arch}) is already stored")?;
+        return Ok(true);
+    }
+    let id = v["job"]
+        .as_str()
+        .ok_or_else(|| ClientError::Other(format!("unexpected answer: {v}")))?;
+    writeln!(out, "job {id}")?;
+    let job = follow(r, id, out)?;
+    Ok(job["state"] == "success")
+}
+
+/// `image build`: uploads a Dockerfile (and a context directory or tarball).
+pub fn image_build(
+    r: &Remote,
+    component: &str,
+    branch: &str,
+    arch: &str,
+    dockerfile: &Path,
+    context: Option<&Path>,
+    no_cache: bool,
+    out: &mut dyn Write,
+) -> Result<bool> {
+    let mut form = multipart::Form::new()
+        .text("component", component.to_owned())
+        .text("branch", branch.to_owned())
+        .text("arch", arch.to_owned())
+        .file("dockerfile", dockerfile)?;
+    let _ctx_tmp;
+    if let Some(c) = context {
+        let path = if c.is_dir() {
+            let t = tempfile::NamedTempFile::new()?;
+            let mut b = tar::Builder::new(t.reopen()?);
+            b.follow_symlinks(false);
+            b.append_dir_all(".", c)?;
+            b.finish()?;
+            let p = t.path().to_owned();
+            _ctx_tmp = t;
+            p
+        } else {
+            c.to_owned()
+        };
+        form = form.file("context", path)?;
+    }
+    let url = r.url(&format!("/v1/images?no_cache={no_cache}"));
+    let v = r.json(r.http.post(&url).multipart(form), &url)?;
+    if v["cached"] == true {
+        writeln!(
+            out,
+            "unchanged: {}",
+            v["pullCommand"]
+                .as_str()
+                .unwrap_or_else(|| v["imageName"].as_str().unwrap_or(""))
+        )?;
+        return Ok(true);
+    }
+    let id = v["job"]
+        .as_str()
+        .ok_or_else(|| ClientError::Other(format!("unexpected answer: {v}")))?;
+    writeln!(out, "job {id}")?;
+    let job = follow(r, id, out)?;
+    if job["state"] == "success" {
+        let img = image_get(r, component, branch, arch)?;
+        writeln!(
+            out,
+            "{}",
+            img["pullCommand"]
+                .as_str()
+                .unwrap_or_else(|| img["imageName"].as_str().unwrap_or(""))
+        )?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+pub fn image_get(r: &Remote, component: &str, branch: &str, arch: &str) -> Result<Value> {
+    let url = r.url(&format!("/v1/images/{component}/{branch}/{arch}"));
+    r.json(r.http.get(&url), &url)
+}
+
+/// `jobs`: the recent jobs, or one job.
+pub fn jobs(r: &Remote, id: Option<&str>) -> Result<Value> {
+    let url = match id {
+        Some(id) => r.url(&format!("/v1/jobs/{id}")),
+        None => r.url("/v1/jobs?limit=20"),
+    };
+    r.json(r.http.get(&url), &url)
+}
+
+/// `gc` and `verify`: admin passes run by the server.
+pub fn admin(r: &Remote, what: &str) -> Result<Value> {
+    let url = r.url(&format!("/v1/admin/{what}"));
+    r.json(r.http.post(&url), &url)
+}

@@ -248,17 +248,27 @@ pub fn build(
     Ok(job["state"] == "success")
 }
 
+/// What `image build` sends.
+pub struct ImageBuild<'a> {
+    pub component: &'a str,
+    pub branch: &'a str,
+    pub arch: &'a str,
+    pub dockerfile: &'a Path,
+    /// A directory (tarred here) or a tarball.
+    pub context: Option<&'a Path>,
+    pub no_cache: bool,
+}
+
 /// `image build`: uploads a Dockerfile (and a context directory or tarball).
-pub fn image_build(
-    r: &Remote,
-    component: &str,
-    branch: &str,
-    arch: &str,
-    dockerfile: &Path,
-    context: Option<&Path>,
-    no_cache: bool,
-    out: &mut dyn Write,
-) -> Result<bool> {
+pub fn image_build(r: &Remote, b: &ImageBuild<'_>, out: &mut dyn Write) -> Result<bool> {
+    let ImageBuild {
+        component,
+        branch,
+        arch,
+        dockerfile,
+        context,
+        no_cache,
+    } = *b;
     let mut form = multipart::Form::new()
         .text("component", component.to_owned())
         .text("branch", branch.to_owned())

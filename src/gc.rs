@@ -60,7 +60,7 @@ pub fn apply_retention(
     let recent = Utc::now().timestamp() - (rules.keep_downloaded_within_days as i64) * 86_400;
     let mut dropped = Vec::new();
     for (_, mut recs) in groups {
-        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        recs.sort_by_key(|r| std::cmp::Reverse(r.created));
         for r in recs.into_iter().skip(rules.keep_newest) {
             let key = r.key();
             if rules.keep_downloaded_within_days > 0 {

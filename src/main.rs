@@ -330,16 +330,15 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
             context,
             no_cache,
         }) => {
-            let ok = client::image_build(
-                &remote(&r)?,
-                &component,
-                &branch,
-                &arch,
-                &dockerfile,
-                context.as_deref(),
+            let b = client::ImageBuild {
+                component: &component,
+                branch: &branch,
+                arch: &arch,
+                dockerfile: &dockerfile,
+                context: context.as_deref(),
                 no_cache,
-                &mut std::io::stdout(),
-            )?;
+            };
+            let ok = client::image_build(&remote(&r)?, &b, &mut std::io::stdout())?;
             Ok(yes_no(ok))
         }
         Cmd::Image(ImageCmd::Get {

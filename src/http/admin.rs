@@ -8,11 +8,21 @@ use serde_json::json;
 
 use super::caller::authorize;
 use super::error::ApiError;
+use super::openapi::{schema as doc, IdentityHeaders};
 use super::{blocking, AppState};
 use crate::auth::Role;
 use crate::metrics::METRICS;
 
 /// GET /metrics (Prometheus text format).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    summary = "Metrics",
+    description = "Prometheus text format: requests, cache hits, bytes served, store size, jobs.",
+    security(()),
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let c = state.components.clone();
     let text = web::block(move || METRICS.render(&c)).await?;
@@ -22,6 +32,18 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 }
 
 /// GET /readyz: the index answers and the data directory takes writes.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "service",
+    summary = "Readiness",
+    description = "Ready when the index answers and the data directory takes writes.",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = doc::Ready),
+        (status = 503, description = "Not ready (`code` is `not_ready`)", body = doc::ErrorBody),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let c = state.components.clone();
     let check = web::block(move || -> Result<(), String> {
@@ -46,6 +68,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// POST /v1/admin/gc: retention + garbage collection now.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/gc",
+    tag = "service",
+    params(IdentityHeaders),
+    summary = "Garbage collection now (admin)",
+    description = "Applies the retention rules, then removes the blobs no index entry refers to \
+(older than `gc.grace_secs`).",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What was done", body = doc::GcAnswer),
+        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
+        (status = 403, description = "Not an admin key", body = doc::ErrorBody),
+    ),
+)]
 pub async fn gc(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Admin)?;
     let c = state.components.clone();
@@ -60,6 +97,21 @@ pub async fn gc(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
 }
 
 /// POST /v1/admin/verify: re-hash every blob, quarantine corrupt ones.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/verify",
+    tag = "service",
+    params(IdentityHeaders),
+    summary = "Verify the store (admin)",
+    description = "Re-hashes every blob, moves corrupt ones to `quarantine/`, and lists index \
+entries whose blob is missing.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What was found", body = doc::VerifyAnswer),
+        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
+        (status = 403, description = "Not an admin key", body = doc::ErrorBody),
+    ),
+)]
 pub async fn verify(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -13,6 +13,7 @@ use super::caller::{authorize, from_trusted_network, identity};
 use super::components::{base_url, record_json};
 use super::error::ApiError;
 use super::legacy::Params;
+use super::openapi::{schema as doc, IdentityHeaders};
 use super::AppState;
 use crate::auth::Role;
 use crate::build::{SubmitError, Submitted};
@@ -35,8 +36,10 @@ impl From<crate::jobs::JobError> for ApiError {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
+    /// Wait for the build to end (up to 4 times `build.timeout_secs`) instead of answering 202.
     #[serde(default)]
     wait: bool,
 }
@@ -140,16 +143,40 @@ async fn start_build(
     answer_job(state, req, &s, wait.then_some(max)).await
 }
 
-#[derive(Deserialize)]
+/// A component to build from git.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct BuildBody {
     component: String,
     tag: String,
+    /// The architecture (alias `architecture`); absent: the configured `default_arch`.
     #[serde(alias = "architecture")]
     arch: Option<String>,
+    /// The git repository; may be left out when the service knows the component's repository.
     url: Option<String>,
 }
 
 /// POST /v1/builds
+#[utoipa::path(
+    post,
+    path = "/v1/builds",
+    tag = "builds",
+    summary = "Build a component",
+    description = "Builds a component from its git repository at the tag, and stores it. Already \
+stored: 200 with `cached`. The same build already in flight is joined (single-flight).",
+    params(WaitQuery, IdentityHeaders),
+    request_body(content = BuildBody, content_type = "application/json",
+        example = json!({"component": "asyn", "tag": "R4.39", "arch": "rocky9", "url": "https://git.example.org/epics/asyn.git"})),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Built (with `wait`), or already stored (`cached`)", body = doc::BuildAnswer),
+        (status = 202, description = "Queued, or joined; not ended yet", body = doc::JobAccepted),
+        (status = 400, description = "Invalid JSON, name or request", body = doc::ErrorBody),
+        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
+        (status = 403, description = "The key's role is too small (write)", body = doc::ErrorBody),
+        (status = 422, description = "With `wait`: the build failed", body = doc::BuildFailed),
+        (status = 503, description = "With `wait`: the build was interrupted", body = doc::BuildFailed),
+    ),
+)]
 pub async fn post_build(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -164,6 +191,30 @@ pub async fn post_build(
 }
 
 /// POST /component (original API): JSON `url`, `component`, `tag`, `architecture`/`arch`.
+#[utoipa::path(
+    post,
+    path = "/component",
+    tag = "original-api",
+    summary = "Build a component (original API)",
+    description = "As `POST /v1/builds`, with the fields from a JSON body or the query string. Needs \
+a write key, or a client in `compat.trusted_networks`.",
+    params(
+        ("wait" = Option<String>, Query, description = "`true` or `1`: wait for the build to end instead of answering 202 (also a body field)."),
+        IdentityHeaders,
+    ),
+    request_body(content = doc::LegacyBuildRequest, content_type = "application/json",
+        example = json!({"component": "asyn", "tag": "R4.39", "architecture": "rocky9", "url": "https://git.example.org/epics/asyn.git"})),
+    security(("bearer" = []), ()),
+    responses(
+        (status = 200, description = "Built (with `wait`), or already stored (`cached`)", body = doc::BuildAnswer),
+        (status = 202, description = "Queued, or joined; not ended yet", body = doc::JobAccepted),
+        (status = 400, description = "Missing field, invalid JSON, name or request", body = doc::ErrorBody),
+        (status = 401, description = "No or invalid API key (from outside the trusted networks)", body = doc::ErrorBody),
+        (status = 403, description = "The key's role is too small (write)", body = doc::ErrorBody),
+        (status = 422, description = "With `wait`: the build failed", body = doc::BuildFailed),
+        (status = 503, description = "With `wait`: the build was interrupted", body = doc::BuildFailed),
+    ),
+)]
 pub async fn post_component(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -203,12 +254,29 @@ pub async fn build_on_miss(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// How many: 1 to 1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// GET /v1/jobs: the newest jobs first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    summary = "List jobs",
+    description = "The newest jobs first.",
+    params(ListQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The jobs", body = doc::JobList),
+        (status = 400, description = "Invalid query", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+    ),
+)]
 pub async fn list_jobs(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -223,6 +291,20 @@ pub async fn list_jobs(
 }
 
 /// GET /v1/jobs/{id}
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    summary = "A job",
+    description = "A job's state, steps, and result or error.",
+    params(("id" = String, Path, description = "The job's id.")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The job", body = doc::JobAnswer),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "No such job", body = doc::ErrorBody),
+    ),
+)]
 pub async fn get_job(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -243,13 +325,30 @@ pub async fn get_job(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Stream the log as it grows, until the job ends.
     #[serde(default)]
     follow: bool,
 }
 
 /// GET /v1/jobs/{id}/log; `?follow=true` streams until the job ends.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/log",
+    tag = "jobs",
+    summary = "A job's log",
+    description = "The log so far; with `follow=true`, streamed until the job ends.",
+    params(("id" = String, Path, description = "The job's id."), LogQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The log", body = String, content_type = "text/plain"),
+        (status = 400, description = "Invalid query", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "No such job", body = doc::ErrorBody),
+    ),
+)]
 pub async fn get_log(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -16,6 +16,7 @@ use super::builds::answer_job;
 use super::caller::{authorize, from_trusted_network, identity};
 use super::error::ApiError;
 use super::legacy::Params;
+use super::openapi::{schema as doc, IdentityHeaders};
 use super::AppState;
 use crate::auth::Role;
 use crate::image::{describe, ImageError, Requested};
@@ -101,15 +102,44 @@ async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Form, Api
     Ok(form)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BuildQuery {
+    /// Wait for the build to end (up to twice `build.timeout_secs`) instead of answering 202.
     #[serde(default)]
     wait: bool,
+    /// Build without podman's layer cache (also a form or JSON field).
     #[serde(default)]
     no_cache: bool,
 }
 
 /// POST /image and POST /v1/images.
+#[utoipa::path(
+    post,
+    path = "/v1/images",
+    tag = "images",
+    summary = "Build an image",
+    description = "Builds a container image from an uploaded Dockerfile (and optional context) \
+with podman, and pushes it to the configured registry. An identical image (same Dockerfile and \
+context) already built: 200 with `cached`. The original API's JSON naming a Dockerfile in \
+`image.dockerfiles_dir` is accepted too.",
+    params(BuildQuery, IdentityHeaders),
+    request_body(content(
+        (doc::ImageBuildForm = "multipart/form-data"),
+        (doc::ImageBuildJson = "application/json"),
+    )),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Built (with `wait`), or already built (`cached`)", body = doc::ImageAnswer),
+        (status = 202, description = "Queued, or joined; not ended yet", body = doc::JobAccepted),
+        (status = 400, description = "A missing field or file, invalid name, or an unsafe context", body = doc::ErrorBody),
+        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
+        (status = 403, description = "The key's role is too small (write)", body = doc::ErrorBody),
+        (status = 413, description = "The Dockerfile, context or JSON body is too large", body = doc::ErrorBody),
+        (status = 422, description = "With `wait`: the build failed", body = doc::BuildFailed),
+        (status = 503, description = "No podman or registry available, or with `wait`: the build was interrupted", body = doc::ErrorBody),
+    ),
+)]
 pub async fn post_image(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -203,7 +233,59 @@ pub async fn post_image(
     }
 }
 
+/// POST /image: documentation only, the route is [`post_image`].
+#[utoipa::path(
+    post,
+    path = "/image",
+    tag = "original-api",
+    summary = "Build an image (original API)",
+    description = "As `POST /v1/images`; the original API sends JSON naming a Dockerfile in \
+`image.dockerfiles_dir` (fields from the body or the query string). Needs a write key, or a \
+client in `compat.trusted_networks`.",
+    params(BuildQuery, IdentityHeaders),
+    request_body(content(
+        (doc::ImageBuildJson = "application/json"),
+        (doc::ImageBuildForm = "multipart/form-data"),
+    ), example = json!({"dockerfile": "ioc-base", "branch": "main", "architecture": "rocky9"})),
+    security(("bearer" = []), ()),
+    responses(
+        (status = 200, description = "Built (with `wait`), or already built (`cached`)", body = doc::ImageAnswer),
+        (status = 202, description = "Queued, or joined; not ended yet", body = doc::JobAccepted),
+        (status = 400, description = "A missing field, no `image.dockerfiles_dir`, an invalid name, or an unsafe context", body = doc::ErrorBody),
+        (status = 401, description = "No or invalid API key (from outside the trusted networks)", body = doc::ErrorBody),
+        (status = 403, description = "The key's role is too small (write)", body = doc::ErrorBody),
+        (status = 413, description = "The Dockerfile, context or JSON body is too large", body = doc::ErrorBody),
+        (status = 422, description = "With `wait`: the build failed", body = doc::BuildFailed),
+        (status = 503, description = "No podman or registry available, or with `wait`: the build was interrupted", body = doc::ErrorBody),
+    ),
+)]
+#[allow(dead_code)]
+fn post_image_original() {}
+
 /// GET /image (original API): `component`, `branch`, `architecture` from a JSON body or the query.
+#[utoipa::path(
+    get,
+    path = "/image",
+    tag = "original-api",
+    summary = "Look up an image (original API)",
+    description = "The image built for a component, branch and architecture; fields from a JSON \
+body (sent even on GET) or the query string.",
+    params(
+        ("component" = Option<String>, Query, description = "The component (required: here or in the JSON body)."),
+        ("branch" = Option<String>, Query, description = "The branch."),
+        ("architecture" = Option<String>, Query, description = "Absent or `null`: the configured `default_arch`."),
+        ("arch" = Option<String>, Query, description = "Alias of `architecture`."),
+    ),
+    request_body(content = doc::LegacyImageRequest, content_type = "application/json",
+        description = "The fields, as today's scripts send them (optional: the query string may carry them)"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Found", body = doc::ImageAnswer),
+        (status = 400, description = "Missing field, invalid JSON or name", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "No such image", body = doc::ErrorBody),
+    ),
+)]
 pub async fn get_image(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -231,6 +313,25 @@ fn lookup(state: &AppState, key: &ImageKey) -> Result<HttpResponse, ApiError> {
 }
 
 /// GET /v1/images/{component}/{branch}/{arch}
+#[utoipa::path(
+    get,
+    path = "/v1/images/{component}/{branch}/{arch}",
+    tag = "images",
+    summary = "An image",
+    description = "The image built for a component, branch and architecture.",
+    params(
+        ("component" = String, Path, description = "The component."),
+        ("branch" = String, Path, description = "The branch (a `/` in it must be sent as `%2F`)."),
+        ("arch" = String, Path, description = "The architecture."),
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Found", body = doc::ImageAnswer),
+        (status = 400, description = "Invalid name", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "No such image", body = doc::ErrorBody),
+    ),
+)]
 pub async fn get_image_rest(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -242,14 +343,33 @@ pub async fn get_image_rest(
     lookup(&state, &key)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only images whose component starts with this.
     #[serde(default)]
+    #[param(required = false)]
     prefix: String,
+    /// How many: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
 /// GET /v1/images
+#[utoipa::path(
+    get,
+    path = "/v1/images",
+    tag = "images",
+    summary = "List images",
+    description = "Built images, ordered by key.",
+    params(ListQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The images", body = doc::ImageList),
+        (status = 400, description = "Invalid query", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+    ),
+)]
 pub async fn list_images(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -18,6 +18,7 @@ use super::components::{
     base_url, parse_format, record_json, serve_component, stored_response, Encoding,
 };
 use super::error::ApiError;
+use super::openapi::{schema as doc, IdentityHeaders};
 use super::{blocking, AppState};
 use crate::auth::Role;
 use crate::components::PutRequest;
@@ -68,8 +69,68 @@ impl Params {
     }
 }
 
+/// The original API's component fields in the query string (they may come
+/// in a JSON body instead; the query string wins).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct LegacyQuery {
+    /// The component (required: here or in the JSON body).
+    component: Option<String>,
+    /// The tag (required: here or in the JSON body).
+    tag: Option<String>,
+    /// Absent or `null`: the configured `default_arch`.
+    architecture: Option<String>,
+    /// Alias of `architecture`.
+    arch: Option<String>,
+    /// `tar.gz` (default) or `tar.zst`.
+    format: Option<String>,
+    /// `info`: the record as JSON instead of the tarball.
+    view: Option<String>,
+}
+
 /// GET /component: the tarball (gzip unless zstd is asked for), or with
 /// `view=info` the record as JSON. A miss is a 404 with a JSON error.
+#[utoipa::path(
+    method(get, head),
+    path = "/component",
+    tag = "original-api",
+    summary = "Download a component (original API)",
+    description = "The tarball, gzip by default (the scripts open it with tarfile `r:gz`); zstd with \
+`format=tar.zst` or `Accept: application/zstd` (`Accept: application/json` alone does not switch to \
+JSON). `view=info` answers the record as JSON. Fields come from a JSON body (sent even on GET) or \
+the query string. Supports `Range` and `If-None-Match` like the REST download. A component that is \
+not stored but whose repository is known is built first (202 with the job after \
+`build.on_miss_wait_secs`).",
+    params(
+        LegacyQuery,
+        ("Accept" = Option<String>, Header, description = "`application/zstd` selects zstd when `format` is absent."),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`."),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag seen before: 304 when it still matches."),
+    ),
+    request_body(content = doc::LegacyComponentRequest, content_type = "application/json",
+        description = "The fields, as today's scripts send them (optional: the query string may carry them)"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The tarball (gzip unless zstd is asked for), or with `view=info` the record", content(
+            ("application/gzip"),
+            ("application/zstd"),
+            (doc::ComponentAnswer = "application/json"),
+        ), headers(
+            ("ETag" = String, description = "The blake3 of what is served, quoted"),
+            ("Content-Disposition" = String, description = "`attachment; filename=\"{tag}.tar.gz\"` (or `.tar.zst`)"),
+        )),
+        (status = 202, description = "Not stored: a build was queued and has not ended yet", body = doc::JobAccepted),
+        (status = 206, description = "The asked range", content(("application/gzip"), ("application/zstd"))),
+        (status = 304, description = "Not modified: `If-None-Match` matches the ETag"),
+        (status = 400, description = "Missing field, invalid JSON, name or `format`", body = doc::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 404, description = "Not stored, and its repository is unknown", body = doc::ErrorBody),
+        (status = 416, description = "The range is outside the file", body = doc::ErrorBody),
+        (status = 422, description = "It was not stored, and its build failed", body = doc::BuildFailed),
+        (status = 503, description = "It was not stored, and its build was interrupted", body = doc::BuildFailed),
+    ),
+)]
 pub async fn get_component(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -117,6 +178,28 @@ pub async fn get_component(
 /// PUT /component with `{"component", "tag", "results_tarball", "arch"?}`:
 /// imports a tarball from a path under `compat.import_roots`. Needs a write
 /// key, or a client in `compat.trusted_networks`.
+#[utoipa::path(
+    put,
+    path = "/component",
+    tag = "original-api",
+    summary = "Publish a tarball from a shared path (original API)",
+    description = "Imports a tarball (tar.gz, tar.zst or tar) from a path the service also sees, \
+under one of `compat.import_roots`. Needs a write key, or a client in `compat.trusted_networks`. \
+Fields come from the JSON body or the query string. Tags are immutable, as for the REST upload.",
+    params(IdentityHeaders),
+    request_body(content = doc::LegacyPutRequest, content_type = "application/json",
+        example = json!({"component": "asyn", "tag": "R4.39", "arch": "rocky9", "results_tarball": "/mnt/builds/asyn/R4.39.tar.gz"})),
+    security(("bearer" = []), ()),
+    responses(
+        (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = doc::ComponentAnswer),
+        (status = 201, description = "Stored (`status` is `created`)", body = doc::ComponentAnswer),
+        (status = 400, description = "Missing field, invalid JSON, name or archive, or an unreadable path", body = doc::ErrorBody),
+        (status = 401, description = "No or invalid API key (from outside the trusted networks)", body = doc::ErrorBody),
+        (status = 403, description = "The key's role is too small, or the path is not under `compat.import_roots`", body = doc::ErrorBody),
+        (status = 409, description = "The tag is stored with other content", body = doc::ErrorBody),
+        (status = 413, description = "Unpacks to more than `max_unpacked_bytes`", body = doc::ErrorBody),
+    ),
+)]
 pub async fn put_component(
     state: web::Data<AppState>,
     req: HttpRequest,

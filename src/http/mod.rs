@@ -16,6 +16,8 @@ pub mod error;
 mod files;
 mod images;
 mod legacy;
+mod openapi;
+mod ui;
 mod upload;
 
 use std::net::TcpListener;
@@ -57,7 +59,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::query_config())
         .app_data(error::path_config())
+        .service(resource("/").route(web::get().to(ui::index)))
+        .service(resource("/index.html").route(web::get().to(ui::index)))
         .service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
+        .service(resource("/docs").route(web::get().to(openapi::docs)))
+        .service(resource("/docs/swagger-ui-bundle.js").route(web::get().to(openapi::docs_bundle)))
+        .service(resource("/docs/swagger-ui.css").route(web::get().to(openapi::docs_css)))
         .service(resource("/readyz").route(web::get().to(admin::readyz)))
         .service(resource("/metrics").route(web::get().to(admin::metrics)))
         .service(resource("/v1/admin/gc").route(web::post().to(admin::gc)))
@@ -118,6 +126,15 @@ fn resource(path: &str) -> actix_web::Resource {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    summary = "Liveness",
+    description = "The process answers.",
+    security(()),
+    responses((status = 200, description = "Alive", body = openapi::schema::Health)),
+)]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }

@@ -4,16 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3 chromium chromium-driver)
+PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3 pkg-config libssl-dev procps chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
-python3 -c 'import openapi_spec_validator' 2>/dev/null || python3 -m pip install -q openapi-spec-validator
+pip_install(){ python3 -m pip install -q "$@" || python3 -m pip install -q --break-system-packages "$@"; }
+python3 -c 'import requests' 2>/dev/null || pip_install requests
+python3 -c 'import openapi_spec_validator' 2>/dev/null || pip_install openapi-spec-validator
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --all-targets -- --test-threads=4
+cargo test -- --test-threads=4

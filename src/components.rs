@@ -94,11 +94,11 @@ impl Components {
 
     /// A key, with the configured default arch for an absent or "null" arch.
     pub fn key(&self, component: &str, tag: &str, arch: Option<&str>) -> Result<ComponentKey> {
-        let arch = match arch.map(str::trim) {
-            None | Some("") | Some("null") | Some("None") => self.cfg.default_arch(),
-            Some(a) => a.to_owned(),
-        };
-        Ok(ComponentKey::new(component, tag, &arch)?)
+        Ok(ComponentKey::new(
+            component,
+            tag,
+            &self.cfg.arch_or_default(arch),
+        )?)
     }
 
     pub fn lookup(&self, key: &ComponentKey) -> Result<Option<Record>> {

@@ -290,6 +290,15 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// `arch` as sent, or the default architecture when a client sent none
+    /// (or `""`, `"null"`, `"None"`, as today's scripts do).
+    pub fn arch_or_default(&self, arch: Option<&str>) -> String {
+        match arch.map(str::trim) {
+            None | Some("") | Some("null") | Some("None") => self.default_arch(),
+            Some(a) => a.to_owned(),
+        }
+    }
+
     /// The default architecture, lower case.
     pub fn default_arch(&self) -> String {
         self.default_arch.to_ascii_lowercase()

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::caller::{authorize, from_trusted_network, identity};
+use super::caller::{authorize, authorize_original_write, identity};
 use super::components::{base_url, record_json};
 use super::error::ApiError;
 use super::legacy::Params;
@@ -220,9 +220,7 @@ pub async fn post_component(
     req: HttpRequest,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if !from_trusted_network(&state, &req) {
-        authorize(&state, &req, Role::Write)?;
-    }
+    authorize_original_write(&state, &req)?;
     let p = Params::parse(&req, &body)?;
     let key = state
         .components

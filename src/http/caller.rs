@@ -39,6 +39,15 @@ pub fn authorize(state: &AppState, req: &HttpRequest, role: Role) -> Result<Prin
     Ok(p)
 }
 
+/// Writes on the original API's routes: a write key, or a client in
+/// `compat.trusted_networks` (today's scripts send no key).
+pub fn authorize_original_write(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    if !from_trusted_network(state, req) {
+        authorize(state, req, Role::Write)?;
+    }
+    Ok(())
+}
+
 /// Whether the peer address is in one of the configured trusted networks.
 pub fn from_trusted_network(state: &AppState, req: &HttpRequest) -> bool {
     let Some(peer) = req.peer_addr() else {

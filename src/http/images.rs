@@ -13,7 +13,7 @@ use serde_json::json;
 use std::io::Write;
 
 use super::builds::answer_job;
-use super::caller::{authorize, from_trusted_network, identity};
+use super::caller::{authorize, authorize_original_write, identity};
 use super::error::ApiError;
 use super::legacy::Params;
 use super::openapi::{schema as doc, IdentityHeaders};
@@ -146,7 +146,9 @@ pub async fn post_image(
     q: web::Query<BuildQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    if !(req.path() == "/image" && from_trusted_network(&state, &req)) {
+    if req.path() == "/image" {
+        authorize_original_write(&state, &req)?;
+    } else {
         authorize(&state, &req, Role::Write)?;
     }
     let is_multipart = req
@@ -199,10 +201,7 @@ pub async fn post_image(
     if is_multipart && branch.is_none() {
         return Err(ApiError::bad_request("'branch' is required"));
     }
-    let arch = match f("architecture").or(f("arch")) {
-        None | Some("null") => state.cfg.default_arch(),
-        Some(a) => a.to_owned(),
-    };
+    let arch = state.cfg.arch_or_default(f("architecture").or(f("arch")));
     let key = ImageKey::new(component, branch, &arch)?;
     let no_cache = q.no_cache || matches!(f("no_cache"), Some("true" | "1"));
     let images = state.images.clone();
@@ -293,10 +292,7 @@ pub async fn get_image(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
     let p = Params::parse(&req, &body)?;
-    let arch = match p.arch() {
-        None | Some("null") | Some("") => state.cfg.default_arch(),
-        Some(a) => a.to_owned(),
-    };
+    let arch = state.cfg.arch_or_default(p.arch());
     let key = ImageKey::new(
         p.require("component")?,
         p.get("branch").filter(|b| !b.is_empty()),

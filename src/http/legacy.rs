@@ -13,7 +13,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::caller::{authorize, from_trusted_network, identity};
+use super::caller::{authorize, authorize_original_write, identity};
 use super::components::{
     base_url, parse_format, record_json, serve_component, stored_response, Encoding,
 };
@@ -205,9 +205,7 @@ pub async fn put_component(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if !from_trusted_network(&state, &req) {
-        authorize(&state, &req, Role::Write)?;
-    }
+    authorize_original_write(&state, &req)?;
     let p = Params::parse(&req, &body)?;
     let key = state
         .components

@@ -39,6 +39,27 @@ PROJECT_GET_URL=$S/v1/components/bench/R1.0/rocky9 \
 PROJECT_CHECK_URL=$S/v1/components/bench/R1.0/rocky9/info \
   bash "$PEERS"
 
+# GET /image (an indexed image) against nginx's small file, same run
+if command -v podman >/dev/null; then
+  B=$W/bb && mkdir -p $B && cp /bin/busybox $B/
+  printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n' > $B/Containerfile
+  podman build -q --isolation chroot -t localhost/as-bench-busybox:latest $B >/dev/null
+  printf 'FROM localhost/as-bench-busybox:latest\nRUN echo bench > /bench.txt\n' > $W/Dockerfile
+  curl -sf -H "Authorization: Bearer $KEY" -F dockerfile=@$W/Dockerfile -F component=bench -F branch=main \
+       -F arch=rocky9 "$S/v1/images?wait=true" >/dev/null
+  # a cache-hit POST /image for an unchanged Dockerfile: p99 over 200 requests
+  for i in $(seq 200); do
+    curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $KEY" -F dockerfile=@$W/Dockerfile \
+         -F component=bench -F branch=main -F arch=rocky9 "$S/image"
+  done | sort -g | awk '{a[NR]=$1} END{printf "cache-hit POST /image: p50 %.1f ms, p99 %.1f ms\n", a[int(NR/2)]*1000, a[int(NR*0.99)]*1000}'
+  nginx -c "$(cd "$(dirname "$PEERS")" && pwd)/nginx.conf"
+  sleep 0.5
+  n=$(wrk -t2 -c16 -d5s http://127.0.0.1:18080/comp/small.json | awk '/Requests\/sec/{print $2}')
+  p=$(wrk -t2 -c16 -d5s "$S/image?component=bench&branch=main&architecture=rocky9" | awk '/Requests\/sec/{print $2}')
+  kill "$(cat /tmp/peer-data/nginx.pid)" 2>/dev/null || true
+  echo "GET /image: $p req/s; nginx small file: $n req/s; ratio $(echo "$p/$n" | bc -l | cut -c1-4)x"
+fi
+
 # peak RSS while uploading and downloading a large component
 RSS_GB=${RSS_GB:-1}
 mkdir -p $W/big/R2.0

@@ -60,7 +60,10 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
 
     let mut enc = zstd::stream::write::Encoder::new(out, opts.level)?;
     enc.multithread(ZSTD_WORKERS)?;
-    let mut tar = tar::Builder::new(enc);
+    // Large writes into zstd: tar alone would feed it 512-byte headers and
+    // 8 KiB pieces; through a BufWriter, io::copy reads files straight into
+    // its 1 MiB buffer.
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, enc));
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
 
@@ -94,7 +97,7 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
             )));
         }
     }
-    let enc = tar.into_inner()?;
+    let enc = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
     Ok(enc.finish()?)
 }
 

@@ -71,7 +71,11 @@ fn main() {
 
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
-    for _ in 0..3 {
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+    for _ in 0..rounds {
         let t = Instant::now();
         let opts = PackOptions {
             prefix: "R1.0".into(),

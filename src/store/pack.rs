@@ -26,6 +26,9 @@ pub struct PackOptions {
 /// the hash) must not depend on the machine.
 const ZSTD_WORKERS: u32 = 2;
 
+/// Bytes of input per zstd job.
+const ZSTD_JOB_SIZE: u32 = 3 << 20;
+
 /// Packs `src` (its contents, not itself) under `opts.prefix/` into `out` as
 /// tar.zst. Returns `out` after the zstd frame is finished.
 pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, StoreError> {
@@ -60,6 +63,9 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
 
     let mut enc = zstd::stream::write::Encoder::new(out, opts.level)?;
     enc.multithread(ZSTD_WORKERS)?;
+    // Smaller jobs than zstd's default (4x the window) keep the memory of a
+    // large pack bounded (a few MiB per worker); part of the format, so fixed.
+    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     // Large writes into zstd: tar alone would feed it 512-byte headers and
     // 8 KiB pieces; through a BufWriter, io::copy reads files straight into
     // its 1 MiB buffer.

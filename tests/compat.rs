@@ -7,6 +7,8 @@
 //! they fail, not skip, when it is missing.
 
 mod common;
+#[path = "common/registry.rs"]
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -536,4 +538,52 @@ fn without_trusted_networks_a_publish_without_key_is_401() {
         .unwrap();
     let (status, v) = json_of(r);
     assert_eq!(status, 201, "{v}");
+}
+
+/// The scripts' image call: `POST /image {"dockerfile": name, "arch"}` with a
+/// Dockerfile from the shared `dockerfiles/` folder, built with podman and
+/// pushed to a real registry; they log `response.json()`.
+#[test]
+fn python_client_builds_an_image_from_a_named_dockerfile() {
+    let base_image = registry::busybox_image();
+    let reg = registry::Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dockerfiles = tmp.path().join("dockerfiles");
+    std::fs::create_dir_all(&dockerfiles).unwrap();
+    let name = "compat-ioc-dev-jdoe-rocky9";
+    std::fs::write(
+        dockerfiles.join(name),
+        format!("FROM {base_image}\nRUN echo from-the-shared-folder > /compat.txt\n"),
+    )
+    .unwrap();
+    let s = Server::start_with(&config_with_keys(&format!(
+        "[compat]\ntrusted_networks = [\"127.0.0.0/8\"]\n[image]\nregistry = \"{}\"\ntls_verify = false\ndockerfiles_dir = {}\n",
+        reg.addr(),
+        toml_str(&dockerfiles)
+    )));
+    let run = python_client(&["image", &base(&s), name, "rocky9"]);
+    run.assert_ok("image");
+    let v: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["status"], "success", "{v}");
+    let image = format!("{}/{name}:rocky9", reg.addr());
+    assert_eq!(v["imageName"], image.as_str());
+    assert!(
+        reg.catalog().contains(&name.to_owned()),
+        "{:?}",
+        reg.catalog()
+    );
+    assert_eq!(
+        registry::cat_in_image(&image, "/compat.txt"),
+        "from-the-shared-folder\n"
+    );
+
+    // a name that leaves the folder: refused, and the answer is JSON too
+    let run = python_client(&["image", &base(&s), "../etc/passwd", "rocky9"]);
+    assert!(!run.ok());
+    let v: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["status"], "error", "{v}");
+    assert!(
+        v["errorMessage"].as_str().unwrap().contains("dockerfile"),
+        "{v}"
+    );
 }

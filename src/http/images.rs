@@ -108,7 +108,7 @@ pub struct BuildQuery {
     /// Wait for the build to end (up to twice `build.timeout_secs`) instead of answering 202.
     #[serde(default)]
     wait: bool,
-    /// Build without podman's layer cache (also a form or JSON field).
+    /// Rebuild even when unchanged, without podman's layer cache (also a form or JSON field).
     #[serde(default)]
     no_cache: bool,
 }

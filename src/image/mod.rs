@@ -106,6 +106,8 @@ pub struct Images {
     blobs: BlobStore,
     jobs: Jobs,
     cfg: Arc<Config>,
+    /// One build per image key at a time, in request order.
+    locks: Arc<std::sync::Mutex<std::collections::HashMap<ImageKey, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Images {
@@ -115,7 +117,13 @@ impl Images {
             blobs,
             jobs,
             cfg,
+            locks: Default::default(),
         }
+    }
+
+    fn lock_for(&self, key: &ImageKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(key.clone()).or_default().clone()
     }
 
     pub fn lookup(&self, key: &ImageKey) -> Result<Option<ImageRecord>, ImageError> {
@@ -225,7 +233,9 @@ impl Images {
         })
     }
 
-    /// A cache hit, or a build job (single-flight per image key).
+    /// A cache hit, or a build job. Requests for the same image key *and*
+    /// content share one job; different content for one image key builds in
+    /// request order (the last request decides what the moving tag names).
     pub fn request(
         &self,
         key: &ImageKey,
@@ -243,10 +253,12 @@ impl Images {
         self.check_ready()?;
         let target = json!({"component": key.component, "branch": key.branch, "arch": key.arch, "key": prepared.key});
         let flight = format!(
-            "image:{}/{}/{}",
+            "image:{}/{}/{}/{}{}",
             key.component,
             key.branch.as_deref().unwrap_or(""),
-            key.arch
+            key.arch,
+            prepared.key,
+            if no_cache { "/no-cache" } else { "" }
         );
         let this = self.clone();
         let k = key.clone();
@@ -254,7 +266,9 @@ impl Images {
             .jobs
             .submit(&flight, "image", target, who.clone(), move |ctx| {
                 Box::pin(async move {
-                    let rec = this.build(&ctx, &k, prepared, who).await?;
+                    let lock = this.lock_for(&k);
+                    let _one_at_a_time = lock.lock().await;
+                    let rec = this.build(&ctx, &k, prepared, no_cache, who).await?;
                     Ok(json!({ "image": rec }))
                 })
             })?;
@@ -266,6 +280,7 @@ impl Images {
         ctx: &JobCtx,
         key: &ImageKey,
         p: Prepared,
+        no_cache: bool,
         who: Identity,
     ) -> Result<ImageRecord, WorkError> {
         let repo = repository(key);
@@ -282,6 +297,9 @@ impl Images {
         ctx.step("build");
         let mut argv = self.cfg.image.podman_build.clone();
         let program = argv.remove(0);
+        if no_cache {
+            argv.push("--no-cache".into());
+        }
         argv.extend([
             "-f".into(),
             p.dockerfile().display().to_string(),

@@ -15,6 +15,9 @@ Used by tests/compat.rs; it must keep working unchanged against the server.
     client.py check-json-accept BASE COMPONENT TAG
         the download as in the scripts' documented curl, with
         'accept: application/json': it must still be a gzip tarball, not JSON.
+    client.py image BASE DOCKERFILE_NAME ARCH
+        POST /image with {"dockerfile": name, "arch": os_env}, as the scripts
+        do; log response.json(); exit 0 iff the answer says success.
 
 The identity headers come from $LINUX_USERNAME / $GITHUB_USERNAME (defaults:
 the login name and "compat-test").
@@ -88,6 +91,20 @@ def publish(base, component, tag, results_tarball):
     return 200 <= response.status_code < 300
 
 
+def image(base, dockerfile, os_env):
+    # The scripts send the name of a file in the shared dockerfiles/ folder.
+    # `wait` is a query parameter the scripts do not know; the test adds it
+    # so the answer is the build's end, as the scripts' log would show later.
+    response = requests.post(
+        base_url(base) + "image?wait=true",
+        json={"dockerfile": dockerfile, "arch": os_env},
+        headers=identity_headers(),
+    )
+    body = response.json()  # the answer is JSON in every case
+    print(json.dumps(body))
+    return response.status_code == 200 and body.get("status") == "success"
+
+
 def check_json_accept(base, component, tag):
     with tempfile.TemporaryDirectory() as d:
         path = download(
@@ -115,7 +132,8 @@ def main(argv):
     usage = (
         "usage: client.py download BASE COMPONENT TAG ARCH DIR\n"
         "       client.py publish BASE COMPONENT TAG PATH\n"
-        "       client.py check-json-accept BASE COMPONENT TAG"
+        "       client.py check-json-accept BASE COMPONENT TAG\n"
+        "       client.py image BASE DOCKERFILE_NAME ARCH"
     )
     if len(argv) < 2:
         print(usage, file=sys.stderr)
@@ -129,6 +147,8 @@ def main(argv):
         return 0
     if cmd == "publish" and len(args) == 4:
         return 0 if publish(*args) else 1
+    if cmd == "image" and len(args) == 3:
+        return 0 if image(*args) else 1
     if cmd == "check-json-accept" and len(args) == 3:
         return 0 if check_json_accept(*args) else 1
     print(usage, file=sys.stderr)

@@ -77,6 +77,7 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         components,
         keys,
         cfg,
+        info_cache: Default::default(),
     })
 }
 

@@ -13,7 +13,7 @@ use super::files::{self, FileSpec};
 use super::openapi::{schema as doc, IdentityHeaders};
 use super::{blocking, upload, AppState};
 use crate::auth::Role;
-use crate::components::{PutRequest, Stored};
+use crate::components::{ComponentError, PutRequest, Stored};
 use crate::model::{ComponentKey, Record};
 
 pub const ZSTD: &str = "application/zstd";
@@ -240,13 +240,29 @@ pub async fn info(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
     let key = key_of(&state, &path)?;
-    let found = state.components.find(&key);
-    crate::metrics::cache("component", found.is_ok());
-    let (rec, _) = found?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "found",
-        "component": record_json(&rec, &base_url(&state, &req)),
-    })))
+    let raw = state.components.index().raw(&key)?;
+    crate::metrics::cache("component", raw.is_some());
+    let raw = raw.ok_or_else(|| ApiError::from(ComponentError::NotFound(key.clone())))?;
+    let base = base_url(&state, &req);
+    let body = match state.info_cache.get(&key, &base, raw.as_bytes()) {
+        Some(body) => body,
+        None => {
+            let rec = raw.decode()?;
+            let body = serde_json::to_vec(&json!({
+                "status": "found",
+                "component": record_json(&rec, &base),
+            }))
+            .map_err(ApiError::internal)?;
+            let body = bytes::Bytes::from(body);
+            state
+                .info_cache
+                .put(key, base, raw.as_bytes(), body.clone());
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 #[derive(Deserialize, Default, IntoParams)]

@@ -42,6 +42,53 @@ pub struct AppState {
     pub images: Images,
     pub keys: KeyRing,
     pub cfg: Arc<Config>,
+    /// Rendered `/info` answers (the cache-hit check is the hottest request).
+    pub info_cache: InfoCache,
+}
+
+/// Rendered `/info` bodies by key, each valid while the index holds the
+/// same record bytes for that key and the base URL is the same: always
+/// fresh, without invalidation. Bounded: cleared when full.
+#[derive(Default)]
+pub struct InfoCache {
+    map: std::sync::Mutex<std::collections::HashMap<crate::model::ComponentKey, CachedInfo>>,
+}
+
+struct CachedInfo {
+    base: String,
+    raw: Vec<u8>,
+    body: bytes::Bytes,
+}
+
+const INFO_CACHE_ENTRIES: usize = 10_000;
+
+impl InfoCache {
+    fn get(
+        &self,
+        key: &crate::model::ComponentKey,
+        base: &str,
+        raw: &[u8],
+    ) -> Option<bytes::Bytes> {
+        let map = self.map.lock().ok()?;
+        let e = map.get(key)?;
+        (e.base == base && e.raw == raw).then(|| e.body.clone())
+    }
+
+    fn put(&self, key: crate::model::ComponentKey, base: String, raw: &[u8], body: bytes::Bytes) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= INFO_CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(
+                key,
+                CachedInfo {
+                    base,
+                    raw: raw.to_vec(),
+                    body,
+                },
+            );
+        }
+    }
 }
 
 /// Runs blocking domain work off the async threads.
@@ -59,6 +106,39 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::query_config())
         .app_data(error::path_config())
+        // The hot read paths first: resources are matched in order, and the
+        // patterns with parameters cost a regex match each.
+        .service(
+            resource("/v1/components/{component}/{tag}/{arch}/info").route(web::get().to(c::info)),
+        )
+        .service(
+            resource("/v1/components/{component}/{tag}/{arch}")
+                .route(web::get().to(c::download))
+                .route(web::head().to(c::download))
+                .route(web::put().to(c::put))
+                .route(web::delete().to(c::delete)),
+        )
+        .service(
+            resource("/component")
+                .route(web::get().to(legacy::get_component))
+                .route(web::head().to(legacy::get_component))
+                .route(web::put().to(legacy::put_component))
+                .route(web::post().to(builds::post_component)),
+        )
+        .service(
+            resource("/v1/blobs/{blake3}")
+                .route(web::get().to(c::blob))
+                .route(web::head().to(c::blob)),
+        )
+        .service(
+            resource("/image")
+                .route(web::get().to(images::get_image))
+                .route(web::post().to(images::post_image)),
+        )
+        .service(
+            resource("/v1/images/{component}/{branch}/{arch}")
+                .route(web::get().to(images::get_image_rest)),
+        )
         .service(resource("/").route(web::get().to(ui::index)))
         .service(resource("/index.html").route(web::get().to(ui::index)))
         .service(resource("/healthz").route(web::get().to(healthz)))
@@ -71,25 +151,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/admin/gc").route(web::post().to(admin::gc)))
         .service(resource("/v1/admin/verify").route(web::post().to(admin::verify)))
         .service(
-            resource("/component")
-                .route(web::get().to(legacy::get_component))
-                .route(web::head().to(legacy::get_component))
-                .route(web::put().to(legacy::put_component))
-                .route(web::post().to(builds::post_component)),
-        )
-        .service(
-            resource("/image")
-                .route(web::get().to(images::get_image))
-                .route(web::post().to(images::post_image)),
-        )
-        .service(
             resource("/v1/images")
                 .route(web::get().to(images::list_images))
                 .route(web::post().to(images::post_image)),
-        )
-        .service(
-            resource("/v1/images/{component}/{branch}/{arch}")
-                .route(web::get().to(images::get_image_rest)),
         )
         .service(resource("/v1/builds").route(web::post().to(builds::post_build)))
         .service(resource("/v1/jobs").route(web::get().to(builds::list_jobs)))
@@ -97,33 +161,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/jobs/{id}/log").route(web::get().to(builds::get_log)))
         .service(resource("/v1/components").route(web::get().to(c::list)))
         .service(resource("/v1/components/missing").route(web::post().to(c::missing)))
-        .service(resource("/v1/components/{component}").route(web::get().to(c::versions)))
-        .service(
-            resource("/v1/components/{component}/{tag}/{arch}")
-                .route(web::get().to(c::download))
-                .route(web::head().to(c::download))
-                .route(web::put().to(c::put))
-                .route(web::delete().to(c::delete)),
-        )
-        .service(
-            resource("/v1/components/{component}/{tag}/{arch}/info").route(web::get().to(c::info)),
-        )
-        .service(
-            resource("/v1/blobs/{blake3}")
-                .route(web::get().to(c::blob))
-                .route(web::head().to(c::blob)),
-        );
+        .service(resource("/v1/components/{component}").route(web::get().to(c::versions)));
 }
 
+/// The route pattern a request was routed to, for metrics (reading it back
+/// with `match_pattern()` would match the path against every route again).
+struct RoutePattern(&'static str);
+
 /// A resource whose unsupported methods answer 405 in JSON.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|req: HttpRequest| async move {
-        ApiError::new(
-            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{} is not allowed on {}", req.method(), req.path()),
-        )
-    }))
+fn resource(path: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(RoutePattern(path))
+        .default_service(web::to(|req: HttpRequest| async move {
+            ApiError::new(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not allowed on {}", req.method(), req.path()),
+            )
+        }))
 }
 
 #[utoipa::path(
@@ -174,16 +229,14 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                     let status = res.status();
                     let route = res
                         .request()
-                        .match_pattern()
-                        .unwrap_or_else(|| "unmatched".into());
+                        .app_data::<RoutePattern>()
+                        .map_or("unmatched", |r| r.0);
                     let secs = start.elapsed().as_secs_f64();
                     let m = &crate::metrics::METRICS;
                     m.requests
-                        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+                        .with_label_values(&[route, method.as_str(), status.as_str()])
                         .inc();
-                    m.request_seconds
-                        .with_label_values(&[route.as_str()])
-                        .observe(secs);
+                    m.request_seconds.with_label_values(&[route]).observe(secs);
                     if status.is_success() && method != actix_web::http::Method::HEAD {
                         if let actix_web::body::BodySize::Sized(n) =
                             actix_web::body::MessageBody::size(res.response().body())

@@ -33,6 +33,21 @@ pub struct Index {
     meta: sled::Tree,
 }
 
+/// A record as stored, for callers that cache what they derive from it:
+/// equal bytes mean an equal record.
+#[derive(Clone)]
+pub struct RawRecord(sled::IVec);
+
+impl RawRecord {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn decode(&self) -> Result<Record> {
+        decode(b"", &self.0)
+    }
+}
+
 /// What [`Index::put`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -93,6 +108,11 @@ impl Index {
     pub fn get(&self, key: &ComponentKey) -> Result<Option<Record>> {
         let k = key_bytes(key);
         self.components.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    /// The stored bytes of a record, undecoded (cheap: no copy, no parse).
+    pub fn raw(&self, key: &ComponentKey) -> Result<Option<RawRecord>> {
+        Ok(self.components.get(key_bytes(key))?.map(RawRecord))
     }
 
     pub fn contains(&self, key: &ComponentKey) -> Result<bool> {

@@ -224,8 +224,9 @@ impl Components {
             mtime_clamp,
             level: self.cfg.zstd_level,
         };
-        let w = pack::pack_dir(dir, &opts, self.blobs.writer()?)?;
-        let (info, _) = w.finish()?;
+        let w = pack::pack_dir(dir, &opts, self.blobs.writer()?);
+        release_freed_memory();
+        let (info, _) = w?.finish()?;
         Ok(info)
     }
 
@@ -326,5 +327,16 @@ impl Components {
         let hex = info.hex();
         self.index.set_derived(zst_hex, "tar.gz", &hex)?;
         Ok((path, hex))
+    }
+}
+
+/// Gives the tens of MiB of compression buffers a pack just freed back to
+/// the OS (glibc keeps them in its arenas otherwise), so the resident size
+/// stays at what the service is doing now.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -413,6 +413,21 @@ fn build_on_miss_is_single_flight() {
         1,
         "one job for six requests: {jobs}"
     );
+    // a cache hit never runs git or a build: no new job, same bytes
+    let r = client().get(&url).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().to_vec(), results[0].1);
+    let jobs: Value = client()
+        .get(s.url("/v1/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        jobs["jobs"].as_array().unwrap().len(),
+        1,
+        "a cache hit started a job: {jobs}"
+    );
 
     // REST: a miss is 404 unless build=missing is asked for
     let r = client()

@@ -2,6 +2,8 @@
 //! garbage collection with retention, and verification.
 
 mod common;
+#[path = "common/registry.rs"]
+mod registry;
 #[path = "common/repos.rs"]
 mod repos;
 
@@ -508,4 +510,76 @@ fn deploy_manifests_are_complete() {
         cf.contains("USER artifacts"),
         "the service must not run as root"
     );
+}
+
+#[test]
+fn cli_image_build_and_get() {
+    let base = registry::busybox_image();
+    let reg = registry::Registry::start();
+    let s = Server::start_with(&config_with_keys(&format!(
+        "[image]\nregistry = \"{}\"\ntls_verify = false\n",
+        reg.addr()
+    )));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("ctx")).unwrap();
+    std::fs::write(dir.path().join("ctx/motd"), "hello from the context\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY motd /motd\n"),
+    )
+    .unwrap();
+    let args = [
+        "image",
+        "build",
+        "--component",
+        "cli-ioc",
+        "--branch",
+        "main",
+        "--context",
+        "ctx",
+    ];
+    let o = cli(&s, Some(WRITE_KEY), &args, dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "podman pull {}/cli-ioc-main-image@sha256:",
+            reg.addr()
+        )),
+        "{out}"
+    );
+    // unchanged: answered from the cache, no job
+    let o = cli(&s, Some(WRITE_KEY), &args, dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("unchanged: podman pull"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(
+        &s,
+        None,
+        &["image", "get", "cli-ioc", "main", "rocky9"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "found");
+    let image = v["imageName"].as_str().unwrap().to_owned();
+    assert_eq!(
+        registry::cat_in_image(&image, "/motd"),
+        "hello from the context\n"
+    );
+    let _ = registry::run(
+        "podman",
+        &["rmi", "-f", &image, v["immutableName"].as_str().unwrap()],
+    );
+    // a failing Dockerfile: exit 1
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {base}\nRUN exit 3\n"),
+    )
+    .unwrap();
+    let o = cli(&s, Some(WRITE_KEY), &args, dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }

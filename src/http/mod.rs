@@ -106,8 +106,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::query_config())
         .app_data(error::path_config())
-        // The hot read paths first: resources are matched in order, and the
-        // patterns with parameters cost a regex match each.
+        // The hot read paths first: resources are matched in order; static
+        // paths cost a string compare, patterns with parameters a regex match.
+        .service(
+            resource("/component")
+                .route(web::get().to(legacy::get_component))
+                .route(web::head().to(legacy::get_component))
+                .route(web::put().to(legacy::put_component))
+                .route(web::post().to(builds::post_component)),
+        )
+        .service(
+            resource("/image")
+                .route(web::get().to(images::get_image))
+                .route(web::post().to(images::post_image)),
+        )
         .service(
             resource("/v1/components/{component}/{tag}/{arch}/info").route(web::get().to(c::info)),
         )
@@ -119,21 +131,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(c::delete)),
         )
         .service(
-            resource("/component")
-                .route(web::get().to(legacy::get_component))
-                .route(web::head().to(legacy::get_component))
-                .route(web::put().to(legacy::put_component))
-                .route(web::post().to(builds::post_component)),
-        )
-        .service(
             resource("/v1/blobs/{blake3}")
                 .route(web::get().to(c::blob))
                 .route(web::head().to(c::blob)),
-        )
-        .service(
-            resource("/image")
-                .route(web::get().to(images::get_image))
-                .route(web::post().to(images::post_image)),
         )
         .service(
             resource("/v1/images/{component}/{branch}/{arch}")

@@ -78,6 +78,7 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         keys,
         cfg,
         info_cache: Default::default(),
+        image_cache: Default::default(),
     })
 }
 

@@ -20,7 +20,7 @@ use super::openapi::{schema as doc, IdentityHeaders};
 use super::AppState;
 use crate::auth::Role;
 use crate::image::{describe, ImageError, Requested};
-use crate::model::{ImageKey, ImageRecord};
+use crate::model::ImageKey;
 use crate::store::StoreError;
 
 impl From<ImageError> for ApiError {
@@ -41,12 +41,6 @@ impl From<ImageError> for ApiError {
             }
         }
     }
-}
-
-fn found(rec: &ImageRecord) -> HttpResponse {
-    let mut v = describe(rec);
-    v["status"] = json!("found");
-    HttpResponse::Ok().json(v)
 }
 
 /// Fields of an image build request, however they came.
@@ -302,10 +296,26 @@ pub async fn get_image(
 }
 
 fn lookup(state: &AppState, key: &ImageKey) -> Result<HttpResponse, ApiError> {
-    match state.images.lookup(key)? {
-        Some(rec) => Ok(found(&rec)),
-        None => Err(ApiError::not_found(format!("no image for {key}"))),
-    }
+    let raw = state.components.index().image_raw(key)?;
+    crate::metrics::cache("image", raw.is_some());
+    let Some(raw) = raw else {
+        return Err(ApiError::not_found(format!("no image for {key}")));
+    };
+    let body = match state.image_cache.get(key, "", raw.as_bytes()) {
+        Some(body) => body,
+        None => {
+            let mut v = describe(&raw.decode_image()?);
+            v["status"] = json!("found");
+            let body = bytes::Bytes::from(serde_json::to_vec(&v).map_err(ApiError::internal)?);
+            state
+                .image_cache
+                .put(key.clone(), String::new(), raw.as_bytes(), body.clone());
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// GET /v1/images/{component}/{branch}/{arch}

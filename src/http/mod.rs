@@ -43,15 +43,24 @@ pub struct AppState {
     pub keys: KeyRing,
     pub cfg: Arc<Config>,
     /// Rendered `/info` answers (the cache-hit check is the hottest request).
-    pub info_cache: InfoCache,
+    pub info_cache: RenderCache<crate::model::ComponentKey>,
+    /// Rendered image lookups (`GET /image`: "what do I pull?").
+    pub image_cache: RenderCache<crate::model::ImageKey>,
 }
 
-/// Rendered `/info` bodies by key, each valid while the index holds the
-/// same record bytes for that key and the base URL is the same: always
-/// fresh, without invalidation. Bounded: cleared when full.
-#[derive(Default)]
-pub struct InfoCache {
-    map: std::sync::Mutex<std::collections::HashMap<crate::model::ComponentKey, CachedInfo>>,
+/// Rendered answers by key, each valid while the index holds the same
+/// record bytes for that key and the base URL is the same: always fresh,
+/// without invalidation. Bounded: cleared when full.
+pub struct RenderCache<K> {
+    map: std::sync::Mutex<std::collections::HashMap<K, CachedInfo>>,
+}
+
+impl<K> Default for RenderCache<K> {
+    fn default() -> Self {
+        Self {
+            map: Default::default(),
+        }
+    }
 }
 
 struct CachedInfo {
@@ -60,23 +69,18 @@ struct CachedInfo {
     body: bytes::Bytes,
 }
 
-const INFO_CACHE_ENTRIES: usize = 10_000;
+const RENDER_CACHE_ENTRIES: usize = 10_000;
 
-impl InfoCache {
-    fn get(
-        &self,
-        key: &crate::model::ComponentKey,
-        base: &str,
-        raw: &[u8],
-    ) -> Option<bytes::Bytes> {
+impl<K: std::hash::Hash + Eq> RenderCache<K> {
+    fn get(&self, key: &K, base: &str, raw: &[u8]) -> Option<bytes::Bytes> {
         let map = self.map.lock().ok()?;
         let e = map.get(key)?;
         (e.base == base && e.raw == raw).then(|| e.body.clone())
     }
 
-    fn put(&self, key: crate::model::ComponentKey, base: String, raw: &[u8], body: bytes::Bytes) {
+    fn put(&self, key: K, base: String, raw: &[u8], body: bytes::Bytes) {
         if let Ok(mut map) = self.map.lock() {
-            if map.len() >= INFO_CACHE_ENTRIES {
+            if map.len() >= RENDER_CACHE_ENTRIES {
                 map.clear();
             }
             map.insert(

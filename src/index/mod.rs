@@ -46,6 +46,13 @@ impl RawRecord {
     pub fn decode(&self) -> Result<Record> {
         decode(b"", &self.0)
     }
+
+    pub fn decode_image(&self) -> Result<ImageRecord> {
+        serde_json::from_slice(&self.0).map_err(|err| IndexError::Corrupt {
+            key: "image".into(),
+            err,
+        })
+    }
 }
 
 /// What [`Index::put`] did.
@@ -225,6 +232,11 @@ impl Index {
         self.derived.insert(k.as_bytes(), blob.as_bytes())?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The stored bytes of an image record, undecoded.
+    pub fn image_raw(&self, key: &ImageKey) -> Result<Option<RawRecord>> {
+        Ok(self.images.get(image_key_bytes(key))?.map(RawRecord))
     }
 
     pub fn image(&self, key: &ImageKey) -> Result<Option<ImageRecord>> {

@@ -3,6 +3,8 @@
 //! real HTTP API.
 
 mod common;
+#[path = "common/registry.rs"]
+mod registry;
 #[path = "common/repos.rs"]
 mod repos;
 
@@ -493,7 +495,7 @@ fn build_on_miss_answers_202_past_the_wait() {
 
 #[test]
 fn podman_sandbox_builds_in_the_arch_image() {
-    let image = busybox_image();
+    let image = registry::busybox_image();
     let repos = Repos::new(&["podman"]);
     let s = Server::start_with(&build_config(&format!(
         "[build.arch.busybox]\nsandbox = \"podman\"\nimage = \"{image}\"\n"
@@ -518,30 +520,6 @@ fn podman_sandbox_builds_in_the_arch_image() {
         t.iter().all(|(p, _)| !p.ends_with("build.sh")),
         "only the artifacts are packed"
     );
-}
-
-/// A builder image made here: FROM scratch + Debian's busybox-static.
-pub fn busybox_image() -> String {
-    let name = "localhost/as-test-busybox:latest";
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
-        .expect("busybox-static must be installed");
-    std::fs::write(
-        dir.path().join("Containerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN echo busybox-image > /etc/builder-image\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new("podman")
-        .args(["build", "--isolation", "chroot", "-t", name])
-        .arg(dir.path())
-        .output()
-        .expect("podman must be installed");
-    assert!(
-        out.status.success(),
-        "podman build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    name.to_owned()
 }
 
 #[test]

@@ -175,20 +175,6 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// A plain (uncompressed) tar holding `files` under `top/`.
-fn plain_tar(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (p, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, format!("{top}/{p}"), *data)
-            .expect("append");
-    }
-    b.into_inner().expect("tar")
-}
-
 /// Asserts that `dir/<tag>/` holds exactly `files` (path, content).
 fn assert_extracted(dir: &Path, tag: &str, files: &[(&str, &[u8])]) {
     let root = dir.join(tag);

@@ -153,24 +153,6 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// A plain (uncompressed) tar holding `files` under `top/` (or at the root).
-fn plain_tar(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (p, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(1_700_000_000);
-        let path = if top.is_empty() {
-            p.to_string()
-        } else {
-            format!("{top}/{p}")
-        };
-        b.append_data(&mut h, path, *data).expect("append");
-    }
-    b.into_inner().expect("tar")
-}
-
 fn zst(bytes: &[u8]) -> Vec<u8> {
     zstd::encode_all(bytes, 3).expect("zstd")
 }

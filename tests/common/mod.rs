@@ -130,10 +130,9 @@ pub fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
-/// A gzip tarball holding `files` (path, content) under `top/` (or at the root if `top` is empty).
-pub fn tar_gz(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
+/// A plain tar holding `files` (path, content) under `top/` (or at the root if `top` is empty).
+pub fn plain_tar(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
     for (p, data) in files {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
@@ -146,7 +145,15 @@ pub fn tar_gz(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
         };
         b.append_data(&mut h, path, *data).expect("append");
     }
-    b.into_inner().expect("tar").finish().expect("gz")
+    b.into_inner().expect("tar")
+}
+
+/// The same, gzip-compressed.
+pub fn tar_gz(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain_tar(top, files)).expect("gzip");
+    gz.finish().expect("gz")
 }
 
 /// Entry paths and contents of a tar.zst (or tar.gz when `gz`).

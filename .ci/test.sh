@@ -17,4 +17,7 @@ python3 -c 'import openapi_spec_validator' 2>/dev/null || pip_install openapi-sp
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test -- --test-threads=4
+log=$(mktemp)
+cargo test -- --test-threads=4 2>&1 | tee "$log"
+# one closing line for every test binary together
+awk '/^test result:/ {p += $4; f += $6} END {print p " passed, " f " failed"}' "$log"

@@ -60,7 +60,12 @@ if command -v podman >/dev/null; then
   echo "GET /image: $p req/s; nginx small file: $n req/s; ratio $(echo "$p/$n" | bc -l | cut -c1-4)x"
 fi
 
-# peak RSS while uploading and downloading a large component
+# peak RSS while uploading and downloading a large component, on a fresh
+# server (the high-water mark must not include the load above)
+kill $PID 2>/dev/null; wait $PID 2>/dev/null || true
+$BIN --config $W/config.toml serve --listen 127.0.0.1:$PORT --data-dir $W/data-rss > $W/out2.log 2> $W/err2.log &
+PID=$!
+sleep 1
 RSS_GB=${RSS_GB:-1}
 mkdir -p $W/big/R2.0
 head -c $((RSS_GB<<30)) /dev/urandom > $W/big/R2.0/blob

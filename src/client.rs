@@ -141,10 +141,12 @@ pub fn get(
         .ok_or_else(|| ClientError::Other("the answer has no ETag (blake3)".into()))?;
     let dest = match out {
         Some(p) => p.to_owned(),
-        None if extract.is_some() => std::env::temp_dir().join(format!(
-            "{component}-{tag}-{arch}-{}.tar.zst",
-            std::process::id()
-        )),
+        // staged inside the target directory: old or minimal containers may have no /tmp
+        None if extract.is_some() => {
+            let x = extract.unwrap_or(Path::new("."));
+            std::fs::create_dir_all(x)?;
+            x.join(format!(".{component}-{tag}-{arch}.tar.zst.part"))
+        }
         None => PathBuf::from(format!("{component}-{tag}-{arch}.tar.zst")),
     };
     let dir = dest
@@ -277,7 +279,9 @@ pub fn image_build(r: &Remote, b: &ImageBuild<'_>, out: &mut dyn Write) -> Resul
     let _ctx_tmp;
     if let Some(c) = context {
         let path = if c.is_dir() {
-            let t = tempfile::NamedTempFile::new()?;
+            // $TMPDIR, or the working directory where a minimal container has none
+            let t =
+                tempfile::NamedTempFile::new().or_else(|_| tempfile::NamedTempFile::new_in("."))?;
             let mut b = tar::Builder::new(t.reopen()?);
             b.follow_symlinks(false);
             b.append_dir_all(".", c)?;

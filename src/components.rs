@@ -6,7 +6,6 @@
 //! belongs on a blocking thread.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -261,15 +260,11 @@ impl Components {
     /// The name of the first entry (the top-level directory) of a stored
     /// tar.zst blob, or `None` if it is not one.
     fn blob_top_dir(&self, hash: &blake3::Hash) -> Option<String> {
-        let f = File::open(self.blobs.path(hash)).ok()?;
-        let mut magic = [0u8; 4];
-        (&f).read_exact(&mut magic).ok()?;
-        if magic != [0x28, 0xb5, 0x2f, 0xfd] {
+        let mut f = File::open(self.blobs.path(hash)).ok()?;
+        if unpack::detect(&mut f).ok()? != unpack::Format::TarZst {
             return None;
         }
-        let f = File::open(self.blobs.path(hash)).ok()?;
-        let dec = zstd::stream::read::Decoder::new(f).ok()?;
-        let mut ar = tar::Archive::new(dec);
+        let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(f).ok()?);
         let first = ar.entries().ok()?.next()?.ok()?;
         let p = first.path().ok()?.into_owned();
         let top = p.components().next()?;

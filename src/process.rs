@@ -102,6 +102,29 @@ pub async fn run(spec: &RunSpec, log: &JobLog) -> std::io::Result<Outcome> {
     Ok(outcome)
 }
 
+/// Whether `prog` can be started: an existing path, or a name on `PATH`.
+pub fn on_path(prog: &str) -> bool {
+    std::path::Path::new(prog).is_file()
+        || std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+            .unwrap_or(false)
+}
+
+/// Runs a short query command and returns its trimmed stdout, or `None`
+/// when it cannot start or fails.
+pub async fn output(program: &str, args: &[&str], cwd: &std::path::Path) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 fn kill_group(pgid: i32) {
     // SAFETY: killpg only sends a signal; a stale group id fails with ESRCH.
     unsafe {

@@ -31,12 +31,6 @@ impl Sandbox {
     }
 }
 
-fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
-}
-
 /// The sandbox for `arch`: its own setting, else `build.sandbox`.
 pub fn choose(cfg: &Config, arch: &str, recipe_image: Option<&str>) -> Result<Sandbox, String> {
     let ac = cfg.arch(arch);
@@ -50,7 +44,7 @@ pub fn choose(cfg: &Config, arch: &str, recipe_image: Option<&str>) -> Result<Sa
             Ok(Sandbox::Podman { image })
         }
         "bwrap" => Ok(Sandbox::Bwrap),
-        _ if on_path("bwrap") => Ok(Sandbox::Bwrap),
+        _ if process::on_path("bwrap") => Ok(Sandbox::Bwrap),
         _ => Err("no sandbox available: install bubblewrap (bwrap), or configure build.sandbox = \"podman\" (or \"process\" to build without isolation)".into()),
     }
 }

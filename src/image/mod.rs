@@ -14,7 +14,6 @@
 //! replaced only after a successful push, so a failed build or push leaves
 //! the previous image entry intact.
 
-use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -163,11 +162,7 @@ impl Images {
             .first()
             .cloned()
             .unwrap_or_default();
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(&podman).is_file()))
-            .unwrap_or(false)
-            || Path::new(&podman).is_file();
-        if !found {
+        if !process::on_path(&podman) {
             return Err(ImageError::Unavailable(format!(
                 "podman is not available on the service host ('{podman}' not found)"
             )));
@@ -223,9 +218,9 @@ impl Images {
                 mtime_clamp: Some(0),
                 level: 1,
             };
-            let sink = pack_dir(&ctx, &opts, HashWriter(blake3::Hasher::new()))?;
+            let sink = pack_dir(&ctx, &opts, blake3::Hasher::new())?;
             h.update(b"context\0");
-            h.update(sink.0.finalize().as_bytes());
+            h.update(sink.finalize().as_bytes());
         }
         Ok(Prepared {
             work,
@@ -394,17 +389,15 @@ impl Images {
             .first()
             .cloned()
             .unwrap_or_else(|| "podman".into());
-        let out = tokio::process::Command::new(podman)
-            .args(["image", "inspect", "--format", "{{.Size}}", id])
-            .current_dir(cwd)
-            .output()
-            .await;
-        match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0),
-            _ => {
+        match process::output(
+            &podman,
+            &["image", "inspect", "--format", "{{.Size}}", id],
+            cwd,
+        )
+        .await
+        {
+            Some(size) => size.parse().unwrap_or(0),
+            None => {
                 ctx.log.line("could not read the image size");
                 0
             }
@@ -435,18 +428,6 @@ pub fn describe(rec: &ImageRecord) -> Value {
         "created": rec.created,
         "built_by": rec.built_by,
     })
-}
-
-struct HashWriter(blake3::Hasher);
-
-impl Write for HashWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -342,11 +342,6 @@ impl Index {
     pub fn open_tree(&self, name: &str) -> Result<sled::Tree> {
         Ok(self.db.open_tree(name)?)
     }
-
-    pub fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

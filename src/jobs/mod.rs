@@ -289,11 +289,6 @@ impl Jobs {
             .collect()
     }
 
-    /// The job in flight for `key`, if any.
-    pub fn inflight(&self, key: &str) -> Option<String> {
-        self.shared.inflight.lock().ok()?.get(key).cloned()
-    }
-
     /// Queues `work` unless a job for `key` is already in flight; returns
     /// the job id and whether it is a new job.
     pub fn submit<F>(

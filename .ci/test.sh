@@ -18,6 +18,15 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 log=$(mktemp)
-cargo test -- --test-threads=4 2>&1 | tee "$log"
-# one closing line for every test binary together
+# every test binary runs even when an earlier one fails; the closing line is
+# printed whatever happened, and the exit status says whether anything failed
+set +e
+cargo test --no-fail-fast -- --test-threads=4 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
 awk '/^test result:/ {p += $4; f += $6} END {print p " passed, " f " failed"}' "$log"
+if [ "$status" -ne 0 ]; then
+  grep -E '^(test .* FAILED|error: test failed|error: [0-9]+ targets? failed)' "$log" || true
+  echo "cargo test exited with $status"
+fi
+exit "$status"

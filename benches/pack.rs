@@ -64,6 +64,7 @@ fn main() {
             prefix: "R1.0".into(),
             mtime_clamp: Some(1_700_000_000),
             level: 3,
+            max_bytes: u64::MAX,
         };
         let sink = pack_dir(&tree, &opts, blake3::Hasher::new()).expect("pack");
         ours.push(t.elapsed().as_secs_f64());

@@ -40,8 +40,14 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         err,
     };
     std::fs::create_dir_all(&data).map_err(data_err)?;
+    let reserve = crate::store::Reserve::new(&data, cfg.reserve_bytes);
+    // on a full disk the index cannot open: the reserve gives it room
+    let released = reserve.release_if_short();
     let blobs = BlobStore::open(&data).map_err(data_err)?;
     let index = Index::open(&data.join("index"))?;
+    if !released {
+        reserve.refill(cfg.min_free_bytes);
+    }
 
     let mut extra = Vec::new();
     if cfg.auth.keys.is_empty() {
@@ -63,11 +69,19 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         extra.push(("bootstrap-admin".to_owned(), Role::Admin, hash));
     }
     let keys = KeyRing::new(&cfg.auth, extra);
+    // the data directory as the kernel spells it and as configured (absolute)
+    let redact: Vec<String> = [data.canonicalize().ok(), std::path::absolute(&data).ok()]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .filter(|p| p.starts_with('/') && p.len() > 1)
+        .collect();
     let jobs = Jobs::start(
         index.open_tree("jobs")?,
         data.join("logs"),
         cfg.build.log_max_bytes,
         cfg.build.workers,
+        redact,
     )?;
     let cfg = Arc::new(cfg);
     let components = Components::new(blobs.clone(), index.clone(), cfg.clone());

@@ -176,16 +176,40 @@ pub fn get(
     tmp.as_file().sync_all()?;
     tmp.persist(&dest).map_err(|e| e.error)?;
     if let Some(x) = extract {
-        std::fs::create_dir_all(x)?;
-        let tar =
-            unpack::open_tar(File::open(&dest)?).map_err(|e| ClientError::Other(e.to_string()))?;
-        unpack::unpack_safe(tar, x, u64::MAX).map_err(|e| ClientError::Other(e.to_string()))?;
+        let res = extract_into(&dest, x);
+        if res.is_err() && out.is_none() {
+            let _ = std::fs::remove_file(&dest);
+        }
+        res?;
         if out.is_none() {
             let _ = std::fs::remove_file(&dest);
             return Ok(x.join(tag));
         }
     }
     Ok(dest)
+}
+
+/// Unpacks `tarball` into `x` all or nothing: into a temp directory inside
+/// `x` first, whose top-level entries then replace those of the same name.
+/// A refused or broken tarball leaves `x` as it was.
+fn extract_into(tarball: &Path, x: &Path) -> Result<()> {
+    std::fs::create_dir_all(x)?;
+    let stage = tempfile::Builder::new().prefix(".extract-").tempdir_in(x)?;
+    let tar =
+        unpack::open_tar(File::open(tarball)?).map_err(|e| ClientError::Other(e.to_string()))?;
+    unpack::unpack_safe(tar, stage.path(), u64::MAX)
+        .map_err(|e| ClientError::Other(e.to_string()))?;
+    for entry in std::fs::read_dir(stage.path())? {
+        let entry = entry?;
+        let dest = x.join(entry.file_name());
+        match std::fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest)?,
+            Ok(_) => std::fs::remove_file(&dest)?,
+            Err(_) => {}
+        }
+        std::fs::rename(entry.path(), &dest)?;
+    }
+    Ok(())
 }
 
 /// `put`: uploads a tarball (tar.zst, tar.gz or tar) with its blake3 as

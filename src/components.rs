@@ -6,6 +6,7 @@
 //! belongs on a blocking thread.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -72,11 +73,19 @@ pub struct Components {
     blobs: BlobStore,
     index: Index,
     cfg: Arc<Config>,
+    /// Derivations in progress, by source blob: one conversion per source at
+    /// a time; later callers wait for it and reuse its result.
+    deriving: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>>,
 }
 
 impl Components {
     pub fn new(blobs: BlobStore, index: Index, cfg: Arc<Config>) -> Self {
-        Self { blobs, index, cfg }
+        Self {
+            blobs,
+            index,
+            cfg,
+            deriving: Default::default(),
+        }
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -173,31 +182,37 @@ impl Components {
     }
 
     /// Imports a tarball from a path on a shared mount (original API). The
-    /// real path must lie under one of `compat.import_roots`.
+    /// real path must be a regular file under one of `compat.import_roots`.
+    /// Every refusal is the same 403, so the answer does not tell whether a
+    /// path outside the roots exists.
     pub fn import_path(&self, key: &ComponentKey, path: &Path, req: PutRequest) -> Result<Stored> {
-        let real = path.canonicalize().map_err(|e| {
-            ComponentError::BadRequest(format!("results_tarball {}: {e}", path.display()))
-        })?;
-        let allowed = self
+        let refused = || {
+            ComponentError::Forbidden(format!(
+                "results_tarball {} is not a readable file below a configured import root (compat.import_roots)",
+                path.display()
+            ))
+        };
+        let roots: Vec<PathBuf> = self
             .cfg
             .compat
             .import_roots
             .iter()
             .filter_map(|r| r.canonicalize().ok())
-            .any(|root| real.starts_with(&root));
-        if !allowed {
-            return Err(ComponentError::Forbidden(format!(
-                "results_tarball {} is not below a configured import root (compat.import_roots)",
-                path.display()
-            )));
+            .collect();
+        let real = path.canonicalize().map_err(|_| refused())?;
+        if !roots.iter().any(|root| real.starts_with(root)) {
+            return Err(refused());
         }
-        if !real.is_file() {
-            return Err(ComponentError::BadRequest(format!(
-                "results_tarball {} is not a file",
-                path.display()
-            )));
+        // a fifo would block the open: only regular files, opened without
+        // following a link swapped in since the check
+        if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+            return Err(refused());
         }
-        let file = File::open(&real)?;
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&real)
+            .map_err(|_| refused())?;
         let info = self.normalize(&key.tag, file, req.mtime_clamp)?;
         self.index_blob(key, info, req)
     }
@@ -222,6 +237,7 @@ impl Components {
             prefix: tag.to_owned(),
             mtime_clamp,
             level: self.cfg.zstd_level,
+            max_bytes: self.cfg.max_unpacked_bytes,
         };
         let w = pack::pack_dir(dir, &opts, self.blobs.writer()?);
         release_freed_memory();
@@ -303,12 +319,41 @@ impl Components {
     }
 
     /// The path of the gzip form of blob `zst_hex`, made (once) if needed.
+    /// Concurrent first requests for one blob run one conversion (the others
+    /// wait for it), so readers cannot multiply the work or the temp space.
     pub fn gzip_blob(&self, zst_hex: &str) -> Result<(PathBuf, String)> {
+        if let Some(found) = self.derived_gzip(zst_hex)? {
+            return Ok(found);
+        }
+        let lock = {
+            let mut m = self.deriving.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(zst_hex.to_owned()).or_default().clone()
+        };
+        let result = {
+            let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
+            match self.derived_gzip(zst_hex)? {
+                Some(found) => Ok(found),
+                None => self.make_gzip(zst_hex),
+            }
+        };
+        let mut m = self.deriving.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&lock) <= 2 {
+            m.remove(zst_hex);
+        }
+        result
+    }
+
+    fn derived_gzip(&self, zst_hex: &str) -> Result<Option<(PathBuf, String)>> {
         if let Some(gz) = self.index.derived(zst_hex, "tar.gz")? {
             if let Some(p) = self.blobs.path_hex(&gz).filter(|p| p.is_file()) {
-                return Ok((p, gz));
+                return Ok(Some((p, gz)));
             }
         }
+        Ok(None)
+    }
+
+    fn make_gzip(&self, zst_hex: &str) -> Result<(PathBuf, String)> {
+        crate::metrics::METRICS.derivations.inc();
         let src = self
             .blobs
             .path_hex(zst_hex)

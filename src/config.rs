@@ -37,12 +37,23 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Log one line per HTTP request.
     pub log_requests: bool,
+    /// Free space to keep on the data directory's disk: below it `/readyz`
+    /// says not ready, and uploads that would go below it get 507.
+    pub min_free_bytes: u64,
+    /// Space held in `data/reserve` while the disk has room, released at
+    /// start-up when the disk is full, so the index can still open and
+    /// reads go on. 0: no reserve.
+    pub reserve_bytes: u64,
+    pub http: HttpConfig,
     pub auth: AuthConfig,
     pub compat: CompatConfig,
     pub build: BuildConfig,
     pub image: ImageConfig,
     pub gc: GcConfig,
     pub retention: RetentionConfig,
+    /// The file the configuration was read from (set at load; not a setting).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -57,12 +68,38 @@ impl Default for Config {
             zstd_level: 3,
             public_url: None,
             log_requests: true,
+            min_free_bytes: 1 << 30,
+            reserve_bytes: 64 << 20,
+            http: HttpConfig::default(),
             auth: AuthConfig::default(),
             compat: CompatConfig::default(),
             build: BuildConfig::default(),
             image: ImageConfig::default(),
             gc: GcConfig::default(),
             retention: RetentionConfig::default(),
+            config_file: None,
+        }
+    }
+}
+
+/// HTTP behaviour towards clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request body that sends nothing for this long is dropped (408),
+    /// and whatever it had sent is removed.
+    pub body_idle_secs: u64,
+    /// Peers (reverse proxies) whose `Forwarded` / `X-Forwarded-*` headers
+    /// are believed when `public_url` is unset; from anyone else they are
+    /// ignored, so a client cannot choose the host in answer URLs.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_idle_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -119,6 +156,10 @@ pub struct BuildConfig {
     /// `GET /component` for a missing component whose URL is known builds it
     /// and waits this long before answering 202 with the job.
     pub on_miss_wait_secs: u64,
+    /// Who may trigger a build by downloading a missing component:
+    /// `keys` (a key with the write role), `trusted` (such a key, or a client
+    /// in `compat.trusted_networks`), or `anyone`.
+    pub on_miss: OnMiss,
     /// Allow `file://` URLs and local paths as repositories.
     pub allow_local_urls: bool,
     /// `auto` (bwrap where installed), `bwrap`, `podman`, or `process` (no sandbox).
@@ -132,6 +173,10 @@ pub struct BuildConfig {
     /// How podman is invoked for podman-sandbox builds; the default works
     /// rootless and on hosts where only chroot isolation works.
     pub podman_build: Vec<String>,
+    /// Extra host directories the bwrap sandbox mounts read-only (toolchains
+    /// outside /usr, e.g. `/opt/rh`). The data directory, the service's home
+    /// and its config directory stay hidden even inside these.
+    pub sandbox_binds: Vec<PathBuf>,
 }
 
 impl Default for BuildConfig {
@@ -141,6 +186,7 @@ impl Default for BuildConfig {
             timeout_secs: 3600,
             log_max_bytes: 16 << 20,
             on_miss_wait_secs: 60,
+            on_miss: OnMiss::Trusted,
             allow_local_urls: false,
             sandbox: "auto".into(),
             catalog: Default::default(),
@@ -149,8 +195,18 @@ impl Default for BuildConfig {
             podman_build: ["podman", "build", "--isolation", "chroot"]
                 .map(String::from)
                 .to_vec(),
+            sandbox_binds: Vec::new(),
         }
     }
+}
+
+/// Who may start a build by asking for a missing component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMiss {
+    Keys,
+    Trusted,
+    Anyone,
 }
 
 /// Garbage collection of unreferenced blobs.
@@ -252,7 +308,11 @@ impl Config {
                 .ignore(&["url", "token", "config", "log", "log_format"])
                 .split("__"),
         );
-        let cfg: Config = fig.extract().map_err(Box::new)?;
+        let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.config_file = match explicit {
+            Some(p) => Some(p.to_owned()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
         cfg.check()?;
         Ok(cfg)
     }

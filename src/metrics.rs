@@ -18,6 +18,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub bytes_served: IntCounter,
+    /// Derived blobs made (gzip conversions actually run).
+    pub derivations: IntCounter,
     pub cache: IntCounterVec,
     pub builds: IntCounterVec,
     pub build_seconds: HistogramVec,
@@ -46,6 +48,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         bytes_served: register_int_counter_with_registry!(
             "bytes_served_total",
             "Body bytes of successful downloads",
+            r
+        )?,
+        derivations: register_int_counter_with_registry!(
+            "derived_blobs_made_total",
+            "Derived blobs (tar.gz forms) actually made",
             r
         )?,
         cache: register_int_counter_vec_with_registry!(

@@ -102,6 +102,37 @@ pub async fn run(spec: &RunSpec, log: &JobLog) -> std::io::Result<Outcome> {
     Ok(outcome)
 }
 
+/// Variables of the service's environment that podman and buildah need to
+/// find their storage, runtime directory and registry credentials; nothing
+/// else of the service's environment (keys, config overrides) is passed.
+const PODMAN_ENV: [&str; 16] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "CONTAINERS_REGISTRIES_CONF",
+    "REGISTRY_AUTH_FILE",
+    "BUILDAH_ISOLATION",
+    "STORAGE_DRIVER",
+];
+
+/// The environment for podman (component builds in the podman sandbox and
+/// image builds): [`PODMAN_ENV`] taken from the service's environment.
+pub fn podman_env() -> Vec<(String, String)> {
+    PODMAN_ENV
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect()
+}
+
 /// Whether `prog` can be started: an existing path, or a name on `PATH`.
 pub fn on_path(prog: &str) -> bool {
     std::path::Path::new(prog).is_file()

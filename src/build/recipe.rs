@@ -7,7 +7,7 @@
 //!
 //! # Shapes accepted
 //!
-//! The lab's recipes come in several shapes (see `../shared/examples/recipes`):
+//! The lab's recipes come in several shapes (copies in `fixtures/recipes`):
 //! - `build: make` or `build: build.sh`: one command for every environment. A bare script name
 //!   (ends with `.sh`, no whitespace or shell metacharacters) becomes `sh ./build.sh`; anything
 //!   else is a shell command used as written. Commands may `source` files, so the builder should
@@ -491,31 +491,37 @@ impl Recipe {
     }
 }
 
-/// Reads a recipe file, refusing one that resolves outside the source tree or is too large.
+/// Reads a recipe file, refusing one that resolves outside the source tree
+/// (symlinks followed on the real file system), is not a regular file (a
+/// fifo would block the reader), or is too large.
 fn read_recipe_file(dir: &Path, path: &Path) -> Result<String, RecipeError> {
     let io_error = |source| RecipeError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let root = dir.canonicalize().map_err(io_error)?;
-    let resolved = path.canonicalize().map_err(io_error)?;
-    if !resolved.starts_with(&root) {
-        return Err(RecipeError::Invalid {
-            file: path.display().to_string(),
-            message: format!(
-                "resolves to {}, outside the source tree",
-                resolved.display()
-            ),
-        });
+    let invalid = |message: String| RecipeError::Invalid {
+        file: path.display().to_string(),
+        message,
+    };
+    let rel = path.strip_prefix(dir).unwrap_or(path);
+    let resolved = crate::store::beneath::resolve(dir, rel, "the source tree")
+        .map_err(|e| invalid(e.to_string()))?;
+    let real = dir.join(&resolved.rel);
+    let meta = std::fs::symlink_metadata(&real).map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(invalid("is not a regular file".into()));
     }
-    let size = std::fs::metadata(&resolved).map_err(io_error)?.len();
-    if size > MAX_RECIPE_BYTES {
-        return Err(RecipeError::Invalid {
-            file: path.display().to_string(),
-            message: format!("{size} bytes; a recipe may have at most {MAX_RECIPE_BYTES}"),
-        });
+    if meta.len() > MAX_RECIPE_BYTES {
+        return Err(invalid(format!(
+            "{} bytes; a recipe may have at most {MAX_RECIPE_BYTES}",
+            meta.len()
+        )));
     }
-    std::fs::read_to_string(&resolved).map_err(io_error)
+    let f = std::fs::File::open(&real).map_err(io_error)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_RECIPE_BYTES + 1), &mut text)
+        .map_err(io_error)?;
+    Ok(text)
 }
 
 /// The first of [`DETECTED_BUILDS`] present as a file in `dir`.
@@ -1967,9 +1973,9 @@ mod tests {
         assert!(err.to_string().contains("at most"), "{err}");
     }
 
-    // --- the lab's real recipes (../shared/examples/recipes) ---------------------------------
+    // --- the lab's real recipes (fixtures/recipes, copied from the lab) ---------------------------------
 
-    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/examples/recipes");
+    const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/recipes");
 
     fn example(name: &str) -> Recipe {
         let path = Path::new(EXAMPLES).join(name);
@@ -2112,9 +2118,9 @@ mod tests {
     }
 
     #[test]
-    fn shared_example_recipes() {
+    fn lab_example_recipes() {
         let entries = fs::read_dir(EXAMPLES)
-            .unwrap_or_else(|e| panic!("cannot read the shared examples at {EXAMPLES}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot read the example recipes at {EXAMPLES}: {e}"));
         let mut names: Vec<String> = entries
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|name| name.ends_with(".yaml"))
@@ -2142,7 +2148,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_examples_through_from_dir() {
+    fn lab_examples_through_from_dir() {
         // A repo whose config.yaml has no build but a Makefile: detection fills the command in.
         let text =
             fs::read_to_string(Path::new(EXAMPLES).join("examples_pydm_config.yaml")).unwrap();

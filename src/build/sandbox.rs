@@ -101,36 +101,7 @@ pub async fn run(
         }
         Sandbox::Bwrap => {
             env.extend(job.vars.iter().cloned());
-            let mut args: Vec<String> = [
-                "--ro-bind",
-                "/",
-                "/",
-                "--tmpfs",
-                "/mnt",
-                "--dev",
-                "/dev",
-                "--proc",
-                "/proc",
-                "--tmpfs",
-                "/tmp",
-            ]
-            .map(String::from)
-            .to_vec();
-            args.extend(["--bind".into(), path_str(&src), SRC_IN.into()]);
-            args.extend(["--ro-bind".into(), path_str(&deps), DEPS_IN.into()]);
-            args.extend(
-                [
-                    "--chdir",
-                    SRC_IN,
-                    "--unshare-all",
-                    "--die-with-parent",
-                    "--new-session",
-                    "--",
-                    shell(),
-                    "-c",
-                ]
-                .map(String::from),
-            );
+            let mut args = bwrap_args(cfg, job.work).map_err(|e| format!("sandbox: {e}"))?;
             args.push(job.command.into());
             let spec = RunSpec {
                 program: "bwrap".into(),
@@ -165,7 +136,7 @@ pub async fn run(
                 program,
                 args: argv,
                 cwd: job.work.to_owned(),
-                env: podman_env(),
+                env: process::podman_env(),
                 timeout: job.timeout,
             };
             (spec, out)
@@ -178,11 +149,130 @@ pub async fn run(
     }
 }
 
-/// podman needs the service's own environment (XDG_RUNTIME_DIR, HOME, ...).
-fn podman_env() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| !k.starts_with("ARTIFACT_STORE_"))
-        .collect()
+/// The user a recipe runs as inside bwrap (in its own user namespace).
+const BUILD_UID: u32 = 1000;
+
+/// Host paths a build sees, read-only: the system's programs and libraries
+/// and the few files under /etc they need. Nothing else of the host (no
+/// /home, /root, /var, /srv, /etc as a whole) is mounted.
+const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
+const SYSTEM_ETC: [&str; 12] = [
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/os-release",
+    "/etc/debian_version",
+    "/etc/redhat-release",
+];
+
+/// The bwrap command line up to (not including) the command string: a new
+/// user namespace where the recipe is uid 1000 with no capabilities; new
+/// pid, network (only `lo`), ipc and uts namespaces; the system directories
+/// read-only; a synthetic /etc/passwd and /etc/group; private /tmp; the
+/// work tree at `/mnt/build` (writable) and the dependencies at `/mnt/deps`
+/// (read-only). The service's data directory, home and configuration are
+/// not mounted, and are covered by an empty tmpfs should one of them lie
+/// inside a mounted directory (or in `build.sandbox_binds`).
+pub fn bwrap_args(cfg: &Config, work: &Path) -> std::io::Result<Vec<String>> {
+    let etc = work.join("etc");
+    std::fs::create_dir_all(&etc)?;
+    std::fs::write(
+        etc.join("passwd"),
+        format!(
+            "root:x:0:0:root:/root:/bin/sh\nbuilder:x:{BUILD_UID}:{BUILD_UID}:builder:/tmp:/bin/sh\n\
+             nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+    )?;
+    std::fs::write(
+        etc.join("group"),
+        format!("root:x:0:\nbuilder:x:{BUILD_UID}:\nnogroup:x:65534:\n"),
+    )?;
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| (*s).to_owned()));
+    // fresh mounts first, so the binds below may land inside them
+    push(&[
+        "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/mnt",
+    ]);
+    let mut mounted: Vec<PathBuf> = Vec::new();
+    for d in SYSTEM_DIRS {
+        let p = Path::new(d);
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(p)?;
+                push(&["--symlink", &target.to_string_lossy(), d]);
+            }
+            Ok(m) if m.is_dir() => {
+                push(&["--ro-bind", d, d]);
+                mounted.push(p.to_owned());
+            }
+            _ => {}
+        }
+    }
+    for f in SYSTEM_ETC {
+        push(&["--ro-bind-try", f, f]);
+    }
+    for extra in &cfg.build.sandbox_binds {
+        let s = path_str(extra);
+        push(&["--ro-bind-try", &s, &s]);
+        mounted.push(extra.canonicalize().unwrap_or_else(|_| extra.clone()));
+    }
+    push(&["--ro-bind", &path_str(&etc.join("passwd")), "/etc/passwd"]);
+    push(&["--ro-bind", &path_str(&etc.join("group")), "/etc/group"]);
+    for hidden in hidden_paths(cfg) {
+        if mounted.iter().any(|m| hidden.starts_with(m)) {
+            push(&["--tmpfs", &path_str(&hidden)]);
+        }
+    }
+    push(&["--bind", &path_str(&work.join("src")), SRC_IN]);
+    push(&["--ro-bind", &path_str(&work.join("deps")), DEPS_IN]);
+    let uid = BUILD_UID.to_string();
+    push(&[
+        "--chdir",
+        SRC_IN,
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        &uid,
+        "--gid",
+        &uid,
+        "--hostname",
+        "builder",
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--",
+        shell(),
+        "-c",
+    ]);
+    Ok(a)
+}
+
+/// What a build must not see: the data directory, the service's home (ssh
+/// keys for clones), the configuration file's directory.
+fn hidden_paths(cfg: &Config) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let mut add = |p: &Path| {
+        if let Ok(c) = p.canonicalize() {
+            v.push(c);
+        }
+    };
+    add(&cfg.data_dir);
+    if let Some(h) = std::env::var_os("HOME") {
+        add(Path::new(&h));
+    }
+    if let Some(c) = &cfg.config_file {
+        if let Some(dir) = c.parent() {
+            add(dir);
+        }
+    }
+    v
 }
 
 fn path_str(p: &Path) -> String {

@@ -37,7 +37,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     path = "/readyz",
     tag = "service",
     summary = "Readiness",
-    description = "Ready when the index answers and the data directory takes writes.",
+    description = "Ready when the index answers, the data directory takes writes and its disk \
+has at least `min_free_bytes` free.",
     security(()),
     responses(
         (status = 200, description = "Ready", body = doc::Ready),
@@ -46,10 +47,18 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let c = state.components.clone();
+    let floor = state.cfg.min_free_bytes;
     let check = web::block(move || -> Result<(), String> {
         c.index()
             .meta("readyz")
             .map_err(|e| format!("index: {e}"))?;
+        let free = crate::store::free_bytes(c.blobs().root())
+            .map_err(|e| format!("data directory: {e}"))?;
+        if free < floor {
+            return Err(format!(
+                "the data directory's disk has {free} bytes free, below min_free_bytes ({floor}): uploads and builds are refused"
+            ));
+        }
         let f = c
             .blobs()
             .temp_file()

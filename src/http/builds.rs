@@ -218,9 +218,10 @@ a write key, or a client in `compat.trusted_networks`.",
 pub async fn post_component(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorize_original_write(&state, &req)?;
+    let body = super::upload::read_small(payload, super::upload::SMALL_BODY).await?;
     let p = Params::parse(&req, &body)?;
     let key = state
         .components
@@ -236,6 +237,27 @@ pub async fn build_on_miss(
     req: &HttpRequest,
     key: &ComponentKey,
 ) -> Result<Option<HttpResponse>, ApiError> {
+    use crate::config::OnMiss;
+    let has_write_key = super::caller::authorize(state, req, Role::Write).is_ok();
+    let allowed = match state.cfg.build.on_miss {
+        OnMiss::Anyone => true,
+        OnMiss::Keys => has_write_key,
+        OnMiss::Trusted => has_write_key || super::caller::from_trusted_network(state, req),
+    };
+    if !allowed {
+        return Err(ApiError::not_found(format!(
+            "component {} tag {} does not exist for architecture {}; it is built on a miss only \
+             for {} (build.on_miss): send a key with the write role, or ask for the build with \
+             POST /v1/builds",
+            key.component,
+            key.tag,
+            key.arch,
+            match state.cfg.build.on_miss {
+                OnMiss::Keys => "clients with a write key",
+                _ => "clients with a write key or from compat.trusted_networks",
+            }
+        )));
+    }
     let Some(url) = state.builder.url_for(&key.component) else {
         return Err(ApiError::not_found(format!(
             "component {} tag {} does not exist for architecture {} (and its repository is unknown, so it cannot be built)",

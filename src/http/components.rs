@@ -19,15 +19,38 @@ use crate::model::{ComponentKey, Record};
 pub const ZSTD: &str = "application/zstd";
 pub const GZIP: &str = "application/gzip";
 
-/// The base URL clients should use for links in answers.
+/// The base URL clients should use for links in answers: `public_url`,
+/// else the request's own `Host`. `Forwarded` / `X-Forwarded-*` headers are
+/// believed only from `http.trusted_proxies`.
 pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
-    match &state.cfg.public_url {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => {
-            let ci = req.connection_info();
-            format!("{}://{}", ci.scheme(), ci.host())
-        }
+    if let Some(u) = &state.cfg.public_url {
+        return u.trim_end_matches('/').to_owned();
     }
+    let proxied = req.peer_addr().is_some_and(|p| {
+        state
+            .cfg
+            .http
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&p.ip()))
+    });
+    if proxied {
+        let ci = req.connection_info();
+        return format!("{}://{}", ci.scheme(), ci.host());
+    }
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| req.app_config().host().to_owned());
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
 }
 
 /// A record as answered to clients, with links.
@@ -346,6 +369,7 @@ pub async fn put(
                 })?,
         ),
     };
+    upload::check_room(&req, state.components.blobs(), state.cfg.min_free_bytes)?;
     let body = upload::receive(
         &req,
         payload,

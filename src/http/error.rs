@@ -33,6 +33,40 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+    /// 507: the data directory's disk is full (or below its free-space floor).
+    pub fn disk_full(detail: impl std::fmt::Display) -> Self {
+        tracing::error!("storage full: {detail}");
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            "the store's disk is full (no space left on the device holding the data directory): nothing was stored",
+        )
+    }
+    /// An I/O error: 507 when the disk is full, else an internal error.
+    pub fn io(err: &std::io::Error) -> Self {
+        if crate::store::is_disk_full(err) {
+            Self::disk_full(err)
+        } else {
+            Self::internal(err)
+        }
+    }
+    /// A request body that stopped arriving.
+    pub fn body_error(e: &actix_web::error::PayloadError) -> Self {
+        use actix_web::error::PayloadError as P;
+        match e {
+            P::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("{io}: nothing stored"),
+            ),
+            other => Self::bad_request(format!(
+                "the request body did not arrive whole ({other}): nothing stored"
+            )),
+        }
+    }
     pub fn internal(err: impl std::fmt::Display) -> Self {
         let id = rand::random::<u32>();
         tracing::error!(error_id = id, "internal error: {err}");
@@ -104,7 +138,8 @@ impl From<ComponentError> for ApiError {
             E::Store(StoreError::TooLarge { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
             }
-            E::Store(StoreError::Io(_)) | E::Index(_) => ApiError::internal(msg),
+            E::Store(StoreError::Io(e)) => ApiError::io(&e),
+            E::Index(e) => e.into(),
             E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
             E::ChecksumMismatch { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "checksum_mismatch", msg)
@@ -119,7 +154,11 @@ impl From<ComponentError> for ApiError {
 
 impl From<crate::index::IndexError> for ApiError {
     fn from(e: crate::index::IndexError) -> Self {
-        ApiError::internal(e)
+        if e.is_disk_full() {
+            ApiError::disk_full(e)
+        } else {
+            ApiError::internal(e)
+        }
     }
 }
 
@@ -135,11 +174,30 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
+/// Largest JSON request body.
+pub const JSON_LIMIT: usize = 4 << 20;
+
 /// Handlers for actix's own extractor failures, so they answer JSON too.
 pub fn json_config() -> actix_web::web::JsonConfig {
+    use actix_web::error::JsonPayloadError as J;
     actix_web::web::JsonConfig::default()
-        .limit(4 << 20)
-        .error_handler(|err, _| ApiError::bad_request(format!("invalid JSON body: {err}")).into())
+        .limit(JSON_LIMIT)
+        .error_handler(|err, _| {
+            match &err {
+                J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::too_large(format!(
+                    "the JSON body is larger than the limit of {JSON_LIMIT} bytes"
+                )),
+                J::ContentType => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "this route takes a JSON body: send Content-Type: application/json",
+                ),
+                J::Deserialize(e) => ApiError::bad_request(format!("invalid JSON body: {e}")),
+                J::Payload(p) => ApiError::body_error(p),
+                other => ApiError::bad_request(format!("invalid JSON body: {other}")),
+            }
+            .into()
+        })
 }
 
 pub fn query_config() -> actix_web::web::QueryConfig {

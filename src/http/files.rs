@@ -239,6 +239,7 @@ impl Stream for LazyFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
 
     #[test]
     fn ranges() {
@@ -250,5 +251,38 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeSpec::Full);
         assert_eq!(parse_range("items=0-1", 100), RangeSpec::Full);
         assert_eq!(parse_range("bytes=9-1", 100), RangeSpec::Full);
+    }
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Whatever the header, a served part lies inside the file.
+        #[test]
+        fn a_range_is_inside_the_file(
+            h in proptest::prop_oneof![
+                "bytes=[0-9]{0,21}-[0-9]{0,21}",
+                "bytes= ?-?[0-9]{0,5} ?- ?[0-9]{0,5}(,[0-9]-[0-9])?",
+                "\\PC{0,30}",
+            ],
+            len in proptest::prop_oneof![Just(0u64), 0u64..10_000, Just(u64::MAX)],
+        ) {
+            match parse_range(&h, len) {
+                RangeSpec::Part(s, e) => {
+                    proptest::prop_assert!(s <= e && e < len, "{h} {len}: {s}-{e}");
+                }
+                RangeSpec::Full | RangeSpec::Unsatisfiable => {}
+            }
+        }
     }
 }

@@ -160,17 +160,7 @@ pub async fn post_image(
             .ok_or_else(|| ApiError::bad_request("the multipart body has no 'dockerfile' file"))?;
         (form, path)
     } else {
-        let body = payload
-            .to_bytes_limited(64 << 10)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    "the JSON body is too large",
-                )
-            })?
-            .map_err(|e| ApiError::bad_request(format!("the body did not arrive whole: {e}")))?;
+        let body = super::upload::read_small(payload, 64 << 10).await?;
         let p = Params::parse(&req, &body)?;
         let name = p.require("dockerfile")?.to_owned();
         let path = state.images.named_dockerfile(&name)?;
@@ -282,9 +272,10 @@ body (sent even on GET) or the query string.",
 pub async fn get_image(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
+    let body = super::upload::read_small(payload, super::upload::SMALL_BODY).await?;
     let p = Params::parse(&req, &body)?;
     let arch = state.cfg.arch_or_default(p.arch());
     let key = ImageKey::new(

@@ -134,9 +134,10 @@ not stored but whose repository is known is built first (202 with the job after 
 pub async fn get_component(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
+    let body = super::upload::read_small(payload, super::upload::SMALL_BODY).await?;
     let p = Params::parse(&req, &body)?;
     let key = state
         .components
@@ -203,9 +204,10 @@ Fields come from the JSON body or the query string. Tags are immutable, as for t
 pub async fn put_component(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     authorize_original_write(&state, &req)?;
+    let body = super::upload::read_small(payload, super::upload::SMALL_BODY).await?;
     let p = Params::parse(&req, &body)?;
     let key = state
         .components

@@ -14,6 +14,7 @@ mod caller;
 mod components;
 pub mod error;
 mod files;
+mod idle;
 mod images;
 mod legacy;
 mod openapi;
@@ -216,13 +217,21 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
         n => n,
     };
     let log_requests = state.cfg.log_requests;
+    let idle = std::time::Duration::from_secs(state.cfg.http.body_idle_secs.max(1));
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(routes)
             .default_service(web::to(no_route))
-            .wrap_fn(move |req, srv| {
+            .wrap_fn(move |mut req, srv| {
+                if idle::has_body(req.headers()) {
+                    use actix_web::HttpMessage;
+                    let body = req.take_payload();
+                    req.set_payload(actix_web::dev::Payload::Stream {
+                        payload: Box::pin(idle::IdleBody::new(body, idle)),
+                    });
+                }
                 let start = Instant::now();
                 let method = req.method().clone();
                 let logged =

@@ -217,6 +217,7 @@ impl Images {
                 prefix: "context".into(),
                 mtime_clamp: Some(0),
                 level: 1,
+                max_bytes: self.cfg.max_unpacked_bytes,
             };
             let sink = pack_dir(&ctx, &opts, blake3::Hasher::new())?;
             h.update(b"context\0");
@@ -371,7 +372,7 @@ impl Images {
             program,
             args,
             cwd: cwd.to_owned(),
-            env: std::env::vars().collect(),
+            env: process::podman_env(),
             timeout,
         };
         match process::run(&spec, &ctx.log).await {

@@ -23,6 +23,13 @@ pub enum IndexError {
 
 pub type Result<T> = std::result::Result<T, IndexError>;
 
+impl IndexError {
+    /// The database could not write because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, IndexError::Sled(sled::Error::Io(e)) if crate::store::is_disk_full(e))
+    }
+}
+
 #[derive(Clone)]
 pub struct Index {
     db: sled::Db,

@@ -16,6 +16,9 @@ pub struct JobLog {
 
 struct Inner {
     path: PathBuf,
+    /// Host paths replaced by `$DATA` in every line (the data directory):
+    /// logs are readable by anyone who may read, and need not show the host.
+    redact: Arc<Vec<String>>,
     file: Mutex<Option<File>>,
     written: AtomicU64,
     cap: u64,
@@ -23,12 +26,13 @@ struct Inner {
 }
 
 impl JobLog {
-    pub fn create(path: &Path, cap: u64) -> std::io::Result<Self> {
+    pub fn create(path: &Path, cap: u64, redact: Arc<Vec<String>>) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let written = file.metadata()?.len();
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
+                redact,
                 file: Mutex::new(Some(file)),
                 written: AtomicU64::new(written),
                 cap,
@@ -44,6 +48,8 @@ impl JobLog {
     /// Appends one line (a newline is added). Past the cap, one marker line
     /// is written and the rest dropped.
     pub fn line(&self, s: &str) {
+        let redacted = redact(&self.inner.redact, s);
+        let s = redacted.as_str();
         let Ok(mut guard) = self.inner.file.lock() else {
             return;
         };
@@ -89,4 +95,15 @@ impl JobLog {
             _ => s.into_owned(),
         }
     }
+}
+
+/// `s` with every occurrence of the `paths` replaced by `$DATA`.
+pub fn redact(paths: &[String], s: &str) -> String {
+    let mut out = s.to_owned();
+    for p in paths.iter().filter(|p| p.len() > 1) {
+        if out.contains(p.as_str()) {
+            out = out.replace(p.as_str(), "$DATA");
+        }
+    }
+    out
 }

@@ -170,6 +170,8 @@ impl JobCtx {
 struct Shared {
     tree: sled::Tree,
     logs: PathBuf,
+    /// Paths hidden from logs and errors (see [`log::redact`]).
+    redact: Arc<Vec<String>>,
     log_cap: u64,
     /// Final-state notifications for jobs of this process.
     live: Mutex<HashMap<String, watch::Sender<JobState>>>,
@@ -197,6 +199,7 @@ impl Jobs {
         logs: PathBuf,
         log_cap: u64,
         workers: usize,
+        redact: Vec<String>,
     ) -> Result<Self, JobError> {
         std::fs::create_dir_all(&logs)?;
         for kv in tree.iter() {
@@ -220,6 +223,7 @@ impl Jobs {
                 tree,
                 logs,
                 log_cap,
+                redact: Arc::new(redact),
                 live: Mutex::new(HashMap::new()),
                 inflight: Mutex::new(HashMap::new()),
                 queue: tx,
@@ -351,7 +355,11 @@ impl Jobs {
     }
 
     async fn run(&self, q: Queued) {
-        let log = match JobLog::create(&self.log_path(&q.id), self.shared.log_cap) {
+        let log = match JobLog::create(
+            &self.log_path(&q.id),
+            self.shared.log_cap,
+            self.shared.redact.clone(),
+        ) {
             Ok(l) => l,
             Err(e) => {
                 self.finish(
@@ -401,7 +409,7 @@ impl Jobs {
             }
             match res {
                 Ok(v) => j.result = Some(v),
-                Err(e) => j.error = Some(e.to_string()),
+                Err(e) => j.error = Some(log::redact(&self.shared.redact, &e.to_string())),
             }
         });
         let _ = self.shared.tree.flush();

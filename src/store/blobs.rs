@@ -40,6 +40,11 @@ impl BlobStore {
         Ok(Self { root, tmp })
     }
 
+    /// The `blobs/` directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn path(&self, hash: &blake3::Hash) -> PathBuf {
         let hex = hash.to_hex();
         self.root.join(&hex[..2]).join(hex.as_str())

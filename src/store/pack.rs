@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use super::{beneath, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct PackOptions {
@@ -20,6 +20,9 @@ pub struct PackOptions {
     pub mtime_clamp: Option<u64>,
     /// zstd level.
     pub level: i32,
+    /// Most bytes the tar may hold (file contents plus a 512-byte header per
+    /// entry); past it the pack stops with [`StoreError::TooLarge`].
+    pub max_bytes: u64,
 }
 
 /// Number of zstd worker threads: fixed, because the frame layout (and so
@@ -31,7 +34,26 @@ const ZSTD_JOB_SIZE: u32 = 3 << 20;
 
 /// Packs `src` (its contents, not itself) under `opts.prefix/` into `out` as
 /// tar.zst. Returns `out` after the zstd frame is finished.
+///
+/// Refuses a tree holding a symlink that resolves outside it (chains
+/// followed on the real file system) and devices, fifos and sockets. Files
+/// hard-linked together are stored once, later names as hard links to the
+/// first (in sorted order), so a hard link never multiplies the output.
 pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, StoreError> {
+    beneath::check_links(src, "the component").map_err(|e| match e {
+        beneath::BeneathError::Io { err, .. } => StoreError::Io(err),
+        other => StoreError::bad(format!("{other}: use a relative link inside the tree")),
+    })?;
+    let mut written: u64 = 0;
+    let mut count = |n: u64| -> Result<(), StoreError> {
+        written = written.saturating_add(n).saturating_add(512);
+        if written > opts.max_bytes {
+            return Err(StoreError::TooLarge {
+                limit: opts.max_bytes,
+            });
+        }
+        Ok(())
+    };
     let clamp = |m: i64| -> u64 {
         let m = m.max(0) as u64;
         opts.mtime_clamp.map_or(m, |c| m.min(c))
@@ -73,6 +95,8 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
     tar.mode(tar::HeaderMode::Deterministic);
     tar.follow_symlinks(false);
 
+    // (device, inode) of a file with several links -> its first name in the tar
+    let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let root_mtime = dir_mtime.get(src).copied().unwrap_or(0);
     let mut header = dir_header(root_mtime, 0o755);
     tar.append_data(&mut header, format!("{}/", opts.prefix), io::empty())?;
@@ -83,15 +107,32 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
         let perm = meta.mode() & 0o777;
         let ft = meta.file_type();
         if ft.is_dir() {
+            count(0)?;
             let mtime = dir_mtime.get(path.as_path()).copied().unwrap_or(0);
             let mut h = dir_header(mtime, perm | 0o700);
             tar.append_data(&mut h, &name, io::empty())?;
+        } else if ft.is_file() && meta.nlink() > 1 && linked.contains_key(&(meta.dev(), meta.ino()))
+        {
+            count(0)?;
+            let first = &linked[&(meta.dev(), meta.ino())];
+            let mut h = base_header(tar::EntryType::Link, clamp(meta.mtime()), perm);
+            h.set_size(0);
+            tar.append_link(&mut h, &name, first)?;
         } else if ft.is_file() {
+            count(meta.len())?;
+            if meta.nlink() > 1 {
+                linked.insert((meta.dev(), meta.ino()), name.clone());
+            }
             let mut h = base_header(tar::EntryType::Regular, clamp(meta.mtime()), perm);
             h.set_size(meta.len());
-            let f = File::open(path)?;
+            // never follow a link swapped in for the file after the listing
+            let f = File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)?;
             tar.append_data(&mut h, &name, f.take(meta.len()))?;
         } else if ft.is_symlink() {
+            count(0)?;
             let target = fs::read_link(path)?;
             let mut h = base_header(tar::EntryType::Symlink, clamp(meta.mtime()), 0o777);
             h.set_size(0);
@@ -158,6 +199,7 @@ mod tests {
             prefix: "R1.0".into(),
             mtime_clamp: Some(1_700_000_000),
             level: 3,
+            max_bytes: u64::MAX,
         };
         let x = pack_dir(a.path(), &opts, Vec::new()).unwrap();
         let y = pack_dir(b.path(), &opts, Vec::new()).unwrap();
@@ -198,6 +240,7 @@ mod tests {
             prefix: "T".into(),
             mtime_clamp: None,
             level: 3,
+            max_bytes: u64::MAX,
         };
         let zst = pack_dir(a.path(), &opts, Vec::new()).unwrap();
         let gz = zstd_to_gzip(&zst[..], Vec::new()).unwrap();

@@ -4,9 +4,10 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::StoreError;
+use super::{beneath, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -78,18 +79,26 @@ pub fn open_tar(mut f: File) -> Result<Box<dyn Read + Send>, StoreError> {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UnpackStats {
     pub entries: u64,
+    /// Bytes written: file contents as actually written (PAX sizes and
+    /// sparse files as their real length) plus one 512-byte header per entry.
     pub bytes: u64,
 }
 
-/// Unpacks the tar stream into `dst` (which must exist), refusing entries
-/// that could write or point outside it. `limit` caps the total file bytes.
+/// Bytes counted per entry besides its content: its tar header, which a
+/// repack writes too (so a million empty files are not free).
+pub const ENTRY_OVERHEAD: u64 = 512;
+
+/// Unpacks the tar stream into `dst` (which must exist and be private to
+/// the caller), refusing anything that could write or point outside it:
+/// absolute paths, `..`, writes through a symlink, hard links to anything
+/// but a file already unpacked, symlinks that resolve outside `dst` (chains
+/// included, checked on the real file system), device files and fifos.
+/// `limit` caps what is written (see [`UnpackStats::bytes`]); past it the
+/// unpack stops with [`StoreError::TooLarge`].
 pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackStats, StoreError> {
     let mut ar = tar::Archive::new(reader);
-    ar.set_preserve_permissions(false);
-    ar.set_preserve_mtime(true);
-    ar.set_unpack_xattrs(false);
-    ar.set_overwrite(true);
     let mut stats = UnpackStats::default();
+    let mut buf = vec![0u8; 256 << 10];
     let entries = ar.entries().map_err(|e| bad_tar(&e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad_tar(&e))?;
@@ -117,38 +126,152 @@ pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackS
         if rel.as_os_str().is_empty() {
             continue;
         }
+        stats.entries += 1;
+        stats.bytes = stats.bytes.saturating_add(ENTRY_OVERHEAD);
+        if stats.bytes > limit {
+            return Err(StoreError::TooLarge { limit });
+        }
+        if let Some(parent) = rel.parent() {
+            beneath::create_dirs(dst, parent).map_err(refused)?;
+        }
+        let full = dst.join(&rel);
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let mtime = entry.header().mtime().unwrap_or(0).max(1) as i64;
+        let mtime = filetime::FileTime::from_unix_time(mtime, 0);
         match kind {
+            T::Directory => {
+                match fs::symlink_metadata(&full) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        fs::remove_file(&full)?;
+                        fs::create_dir(&full)?;
+                    }
+                    Err(_) => fs::create_dir(&full)?,
+                }
+                fs::set_permissions(&full, fs::Permissions::from_mode(mode | 0o700))?;
+            }
             T::Symlink => {
                 let target = entry.link_name().map_err(|e| bad_tar(&e))?.ok_or_else(|| {
                     StoreError::bad(format!("{}: symlink without target", path.display()))
                 })?;
-                check_link(&rel, &target)?;
+                if target.as_os_str().is_empty() {
+                    return Err(StoreError::bad(format!(
+                        "{}: symlink with an empty target",
+                        path.display()
+                    )));
+                }
+                replace_non_dir(&full, &rel)?;
+                std::os::unix::fs::symlink(&target, &full)?;
+                // checked at once on the real tree, and again at the end
+                // (a later entry may change where a chain leads)
+                beneath::resolve(dst, &rel, "the component")
+                    .map_err(|e| link_error(e, &rel, &target))?;
+                filetime::set_symlink_file_times(&full, mtime, mtime)?;
             }
             T::Link => {
                 let target = entry.link_name().map_err(|e| bad_tar(&e))?.ok_or_else(|| {
                     StoreError::bad(format!("{}: hard link without target", path.display()))
                 })?;
-                relative_inside(&target)?;
+                let target_rel = relative_inside(&target)?;
+                match beneath::lstat_direct(dst, &target_rel).map_err(refused)? {
+                    Some(m) if m.is_file() => {}
+                    _ => {
+                        return Err(StoreError::bad(format!(
+                            "hard link {} -> {}: the target must be a file earlier in the archive",
+                            path.display(),
+                            target.display()
+                        )))
+                    }
+                }
+                if target_rel == rel {
+                    continue;
+                }
+                replace_non_dir(&full, &rel)?;
+                // a hard link adds no bytes: the repack keeps it a hard link
+                fs::hard_link(dst.join(&target_rel), &full)?;
             }
-            _ => {}
-        }
-        stats.bytes += entry.header().size().unwrap_or(0);
-        if stats.bytes > limit {
-            return Err(StoreError::TooLarge { limit });
-        }
-        stats.entries += 1;
-        let ok = entry.unpack_in(dst).map_err(|e| bad_tar(&e))?;
-        if !ok {
-            return Err(StoreError::bad(format!(
-                "{} would be written outside the component",
-                path.display()
-            )));
+            _ => {
+                replace_non_dir(&full, &rel)?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&full)?;
+                let room = limit - stats.bytes;
+                stats.bytes += copy_limited(&mut entry, &mut f, &mut buf, room, limit)?;
+                f.set_permissions(fs::Permissions::from_mode(mode))?;
+                filetime::set_file_handle_times(&f, Some(mtime), Some(mtime))?;
+            }
         }
     }
     if stats.entries == 0 {
         return Err(StoreError::bad("the tarball holds no entries"));
     }
+    beneath::check_links(dst, "the component").map_err(refused)?;
     Ok(stats)
+}
+
+/// Copies an entry's content into `f`, at most `room` bytes (more is
+/// [`StoreError::TooLarge`]). A read error is a broken archive; a write
+/// error is ours (a full disk, say).
+fn copy_limited<R: Read>(
+    entry: &mut R,
+    f: &mut fs::File,
+    buf: &mut [u8],
+    room: u64,
+    limit: u64,
+) -> Result<u64, StoreError> {
+    let mut n: u64 = 0;
+    loop {
+        let k = match entry.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(bad_tar(&e)),
+        };
+        n += k as u64;
+        if n > room {
+            return Err(StoreError::TooLarge { limit });
+        }
+        io::Write::write_all(f, &buf[..k])?;
+    }
+}
+
+/// Makes room for a new non-directory entry at `full`: a duplicate file or
+/// link is replaced (the later entry wins, as with tar); a directory is not.
+fn replace_non_dir(full: &Path, rel: &Path) -> Result<(), StoreError> {
+    match fs::symlink_metadata(full) {
+        Ok(m) if m.is_dir() => Err(StoreError::bad(format!(
+            "{} is both a directory and a file in the archive",
+            rel.display()
+        ))),
+        Ok(_) => Ok(fs::remove_file(full)?),
+        Err(_) => Ok(()),
+    }
+}
+
+fn refused(e: beneath::BeneathError) -> StoreError {
+    match &e {
+        beneath::BeneathError::Io { err, .. } if err.kind() != io::ErrorKind::NotADirectory => {
+            StoreError::Io(io::Error::new(err.kind(), e.to_string()))
+        }
+        beneath::BeneathError::ThroughLink { .. } => {
+            StoreError::bad(format!("{e}: not allowed in a component"))
+        }
+        other => StoreError::bad(other.to_string()),
+    }
+}
+
+fn link_error(e: beneath::BeneathError, link: &Path, target: &Path) -> StoreError {
+    match e {
+        beneath::BeneathError::Escapes { .. } => StoreError::bad(format!(
+            "symlink {} -> {} points outside the component",
+            link.display(),
+            target.display()
+        )),
+        other => refused(other),
+    }
 }
 
 fn bad_tar(e: &io::Error) -> StoreError {
@@ -179,35 +302,6 @@ fn relative_inside(path: &Path) -> Result<PathBuf, StoreError> {
     Ok(out)
 }
 
-/// A symlink at `link` (relative to the archive root) must resolve inside it.
-fn check_link(link: &Path, target: &Path) -> Result<(), StoreError> {
-    let escape = || {
-        StoreError::bad(format!(
-            "symlink {} -> {} points outside the component",
-            link.display(),
-            target.display()
-        ))
-    };
-    if target.is_absolute() {
-        return Err(escape());
-    }
-    let mut depth: i64 = link.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err(escape());
-                }
-            }
-            Component::CurDir => {}
-            _ => return Err(escape()),
-        }
-    }
-    Ok(())
-}
-
 /// The directory to pack after unpacking an upload for `tag` into `root`:
 /// `root/<tag>` when that is the only top-level entry, else `root` itself
 /// (whose contents then go under `<tag>/`).
@@ -225,15 +319,6 @@ pub fn content_root(root: &Path, tag: &str) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn link_escapes() {
-        assert!(check_link(Path::new("a/b/l"), Path::new("../x")).is_ok());
-        assert!(check_link(Path::new("a/b/l"), Path::new("../../x")).is_ok());
-        assert!(check_link(Path::new("a/b/l"), Path::new("../../../x")).is_err());
-        assert!(check_link(Path::new("l"), Path::new("/etc/passwd")).is_err());
-        assert!(check_link(Path::new("l"), Path::new("x/../../y")).is_err());
-    }
 
     #[test]
     fn refuses_paths() {

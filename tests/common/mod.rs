@@ -56,8 +56,23 @@ impl Server {
     /// A server on `dir/data` with `dir/config.toml` (written from `config`).
     /// Reusing `dir` restarts on the same data.
     pub fn start_in(dir: &Path, config: &str) -> Server {
+        Self::start_in_env(dir, config, &[])
+    }
+
+    /// A server in a fresh directory with these extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        let mut s = Self::start_in_env(&dir, config, env);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// As [`Server::start_in`], with extra environment variables.
+    pub fn start_in_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
         std::fs::write(dir.join("config.toml"), config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("config.toml"))
             .arg("serve")
@@ -174,4 +189,62 @@ pub fn read_tar(bytes: &[u8], gz: bool) -> Vec<(String, Vec<u8>)> {
         out.push((p, v));
     }
     out
+}
+
+/// Status and JSON body of an answer (panics if the body is not JSON).
+pub fn json_of(r: reqwest::blocking::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let text = r.text().expect("body");
+    let v = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {text}"));
+    (status, v)
+}
+
+/// An error answer: the status, the JSON error shape, its code, and a
+/// piece of its message.
+pub fn assert_error(status: u16, v: &serde_json::Value, want: u16, code: &str, needle: &str) {
+    assert_eq!(status, want, "{v}");
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    let msg = v["errorMessage"].as_str().unwrap_or_default();
+    assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+}
+
+/// Polls a job until it ends (two minutes at most); returns the job.
+pub fn wait_job(s: &Server, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, v) = json_of(
+            client()
+                .get(s.url(&format!("/v1/jobs/{id}")))
+                .header("Authorization", bearer(READ_KEY))
+                .send()
+                .expect("job"),
+        );
+        let st = v["job"]["state"].as_str().unwrap_or_default().to_owned();
+        if st != "queued" && st != "running" {
+            return v["job"].clone();
+        }
+        assert!(Instant::now() < deadline, "job {id} did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A metric's value from `/metrics` (the sum over its label sets that
+/// contain every one of `labels`), 0 when absent.
+pub fn metric(s: &Server, name: &str, labels: &[&str]) -> f64 {
+    let text = client()
+        .get(s.url("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let n = l.split(['{', ' ']).next().unwrap_or_default();
+            n == format!("artifact_store_{name}") && labels.iter().all(|x| l.contains(x))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -69,6 +69,21 @@ impl Repos {
         }
     }
 
+    /// Adds a repo `name` whose files `fill` writes (one commit, tagged `R1.0`).
+    pub fn add_tree(&self, name: &str, fill: impl FnOnce(&Path)) -> PathBuf {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        fill(&dir);
+        git(&dir, &["init", "-q", "-b", "main"]);
+        git(&dir, &["add", "-A"]);
+        git(
+            &dir,
+            &["commit", "-q", "-m", &format!("{name} made by the test")],
+        );
+        git(&dir, &["tag", "R1.0"]);
+        dir
+    }
+
     /// Starts `git daemon` exporting every repo, on a free loopback port.
     pub fn serve(&mut self) {
         let port = TcpListener::bind("127.0.0.1:0")

@@ -5,15 +5,18 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use crate::auth::{self, KeyRing, Role};
+use crate::auth::{self, KeyRing};
 use crate::build::Builder;
 use crate::components::Components;
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::image::Images;
+use crate::index::sled::SledIndex;
 use crate::index::Index;
 use crate::jobs::Jobs;
-use crate::store::BlobStore;
+use crate::model::Role;
+use crate::store::local::LocalBlobs;
+use crate::store::{BlobStore, Scratch};
 
 /// The index meta key holding the hash of the generated admin key.
 const BOOTSTRAP_KEY: &str = "bootstrap_admin_key_blake3";
@@ -43,8 +46,9 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
     let reserve = crate::store::Reserve::new(&data, cfg.reserve_bytes);
     // on a full disk the index cannot open: the reserve gives it room
     let released = reserve.release_if_short();
-    let blobs = BlobStore::open(&data).map_err(data_err)?;
-    let index = Index::open(&data.join("index"))?;
+    let scratch = Scratch::open(&data).map_err(data_err)?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data).map_err(data_err)?);
+    let index: Arc<dyn Index> = Arc::new(SledIndex::open(&data.join("index"))?);
     if !released {
         reserve.refill(cfg.min_free_bytes);
     }
@@ -77,23 +81,21 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         .filter(|p| p.starts_with('/') && p.len() > 1)
         .collect();
     let jobs = Jobs::start(
-        index.open_tree("jobs")?,
+        index.clone(),
         data.join("logs"),
         cfg.build.log_max_bytes,
         cfg.build.workers,
         redact,
     )?;
     let cfg = Arc::new(cfg);
-    let components = Components::new(blobs.clone(), index.clone(), cfg.clone());
-    Ok(AppState {
-        images: Images::new(index, blobs, jobs.clone(), cfg.clone()),
-        builder: Builder::new(components.clone(), jobs, cfg.clone()),
-        components,
+    let components = Components::new(blobs, scratch.clone(), index.clone(), cfg.clone());
+    Ok(AppState::new(
+        components.clone(),
+        Builder::new(components, jobs.clone(), cfg.clone()),
+        Images::new(index, scratch, jobs, cfg.clone()),
         keys,
         cfg,
-        info_cache: Default::default(),
-        image_cache: Default::default(),
-    })
+    ))
 }
 
 /// Binds, prints the address (`listening on http://ADDR`), and serves until stopped.

@@ -7,39 +7,9 @@
 use std::collections::HashMap;
 
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Read,
-    Write,
-    Admin,
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Role::Read => "read",
-            Role::Write => "write",
-            Role::Admin => "admin",
-        })
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "read" => Ok(Role::Read),
-            "write" => Ok(Role::Write),
-            "admin" => Ok(Role::Admin),
-            _ => Err(format!("unknown role '{s}' (read, write, admin)")),
-        }
-    }
-}
+use crate::model::Role;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {

@@ -3,8 +3,8 @@
 //! asks for a whole dependency list at once and answers with its exit code,
 //! `build` follows the live log and exits with the build's result.
 //!
-//! This module is a plain HTTP client: it shares only the tarball safety
-//! code (`store::unpack`) with the server.
+//! This module is a plain HTTP client: it shares the wire types (`api`)
+//! and the tarball safety code (`store::unpack`) with the server.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -13,8 +13,13 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::blocking::{multipart, Client, RequestBuilder, Response};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
+use crate::api::{
+    BuildOutcome, BuildRequest, ComponentAnswer, ErrorBody, GcAnswer, ImageAnswer, ImageOutcome,
+    JobAnswer, JobList, MissingAnswer, MissingRequest, VerifyAnswer, WantedItem,
+};
+use crate::model::{ComponentKey, Job, JobState};
 use crate::store::unpack;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,19 +89,28 @@ impl Remote {
         Err(server_error(resp))
     }
 
-    fn json(&self, rb: RequestBuilder, url: &str) -> Result<Value> {
-        self.ok(rb, url)?
-            .json()
-            .map_err(|e| ClientError::Other(format!("invalid answer from {url}: {e}")))
+    fn json<T: DeserializeOwned>(&self, rb: RequestBuilder, url: &str) -> Result<T> {
+        let text = self
+            .ok(rb, url)?
+            .text()
+            .map_err(|err| ClientError::Connect {
+                url: url.to_owned(),
+                err,
+            })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ClientError::Other(format!(
+                "unexpected answer from {url} ({e}): {}",
+                text.chars().take(300).collect::<String>()
+            ))
+        })
     }
 }
 
 fn server_error(resp: Response) -> ClientError {
     let status = resp.status().as_u16();
     let text = resp.text().unwrap_or_default();
-    let message = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))
+    let message = serde_json::from_str::<ErrorBody>(&text)
+        .map(|e| e.error_message)
         .unwrap_or(text);
     ClientError::Server { status, message }
 }
@@ -214,7 +228,13 @@ fn extract_into(tarball: &Path, x: &Path) -> Result<()> {
 
 /// `put`: uploads a tarball (tar.zst, tar.gz or tar) with its blake3 as
 /// `X-Checksum-Blake3`.
-pub fn put(r: &Remote, component: &str, tag: &str, arch: &str, file: &Path) -> Result<Value> {
+pub fn put(
+    r: &Remote,
+    component: &str,
+    tag: &str,
+    arch: &str,
+    file: &Path,
+) -> Result<ComponentAnswer> {
     let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}"));
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(File::open(file)?)?;
@@ -233,21 +253,28 @@ pub fn put(r: &Remote, component: &str, tag: &str, arch: &str, file: &Path) -> R
 }
 
 /// `check`: which of `items` (component, tag) are missing for `arch`.
-pub fn check(r: &Remote, items: &[(String, String)], arch: &str) -> Result<Vec<Value>> {
+pub fn check(r: &Remote, items: &[(String, String)], arch: &str) -> Result<Vec<ComponentKey>> {
     let url = r.url("/v1/components/missing");
-    let body = json!({
-        "components": items.iter().map(|(c, t)| json!({"component": c, "tag": t, "arch": arch})).collect::<Vec<_>>()
-    });
-    let v = r.json(r.http.post(&url).json(&body), &url)?;
-    Ok(v["missing"].as_array().cloned().unwrap_or_default())
+    let body = MissingRequest::Object {
+        components: items
+            .iter()
+            .map(|(c, t)| WantedItem {
+                component: c.clone(),
+                tag: t.clone(),
+                arch: Some(arch.to_owned()),
+            })
+            .collect(),
+    };
+    let v: MissingAnswer = r.json(r.http.post(&url).json(&body), &url)?;
+    Ok(v.missing)
 }
 
 /// Streams a job's log to `out` until the job ends; returns the final job.
-pub fn follow(r: &Remote, job: &str, out: &mut dyn Write) -> Result<Value> {
+pub fn follow(r: &Remote, job: &str, out: &mut dyn Write) -> Result<Job> {
     let url = r.url(&format!("/v1/jobs/{job}/log?follow=true"));
     let mut resp = r.ok(r.http.get(&url), &url)?;
     io::copy(&mut resp, out)?;
-    jobs(r, Some(job)).map(|v| v["job"].clone())
+    Ok(job_of(r, job)?.job)
 }
 
 /// `build`: starts a build and follows its log; `Ok(true)` on success.
@@ -260,18 +287,25 @@ pub fn build(
     out: &mut dyn Write,
 ) -> Result<bool> {
     let url = r.url("/v1/builds");
-    let body = json!({"component": component, "tag": tag, "arch": arch, "url": repo});
-    let v = r.json(r.http.post(&url).json(&body), &url)?;
-    if v["cached"] == true {
-        writeln!(out, "{component} {tag} ({arch}) is already stored")?;
-        return Ok(true);
-    }
-    let id = v["job"]
-        .as_str()
-        .ok_or_else(|| ClientError::Other(format!("unexpected answer: {v}")))?;
+    let body = BuildRequest {
+        component: component.to_owned(),
+        tag: tag.to_owned(),
+        arch: Some(arch.to_owned()),
+        url: repo.map(str::to_owned),
+    };
+    let id = match r.json(r.http.post(&url).json(&body), &url)? {
+        BuildOutcome::Done(d) if d.cached == Some(true) => {
+            writeln!(out, "{component} {tag} ({arch}) is already stored")?;
+            return Ok(true);
+        }
+        BuildOutcome::Done(d) => d
+            .job
+            .ok_or_else(|| ClientError::Other("the answer names no job".into()))?,
+        BuildOutcome::Accepted(a) => a.job,
+    };
     writeln!(out, "job {id}")?;
-    let job = follow(r, id, out)?;
-    Ok(job["state"] == "success")
+    let job = follow(r, &id, out)?;
+    Ok(job.state == JobState::Success)
 }
 
 /// What `image build` sends.
@@ -319,52 +353,59 @@ pub fn image_build(r: &Remote, b: &ImageBuild<'_>, out: &mut dyn Write) -> Resul
         form = form.file("context", path)?;
     }
     let url = r.url(&format!("/v1/images?no_cache={no_cache}"));
-    let v = r.json(r.http.post(&url).multipart(form), &url)?;
-    if v["cached"] == true {
-        writeln!(
-            out,
-            "unchanged: {}",
-            v["pullCommand"]
-                .as_str()
-                .unwrap_or_else(|| v["imageName"].as_str().unwrap_or(""))
-        )?;
-        return Ok(true);
-    }
-    let id = v["job"]
-        .as_str()
-        .ok_or_else(|| ClientError::Other(format!("unexpected answer: {v}")))?;
+    let id = match r.json(r.http.post(&url).multipart(form), &url)? {
+        ImageOutcome::Done(a) if a.cached == Some(true) => {
+            writeln!(out, "unchanged: {}", pull_line(&a))?;
+            return Ok(true);
+        }
+        ImageOutcome::Done(a) => a
+            .job
+            .ok_or_else(|| ClientError::Other("the answer names no job".into()))?,
+        ImageOutcome::Accepted(a) => a.job,
+    };
     writeln!(out, "job {id}")?;
-    let job = follow(r, id, out)?;
-    if job["state"] == "success" {
+    let job = follow(r, &id, out)?;
+    if job.state == JobState::Success {
         let img = image_get(r, component, branch, arch)?;
-        writeln!(
-            out,
-            "{}",
-            img["pullCommand"]
-                .as_str()
-                .unwrap_or_else(|| img["imageName"].as_str().unwrap_or(""))
-        )?;
+        writeln!(out, "{}", pull_line(&img))?;
         return Ok(true);
     }
     Ok(false)
 }
 
-pub fn image_get(r: &Remote, component: &str, branch: &str, arch: &str) -> Result<Value> {
+/// What to pull: the pull command, or the image name when it is local.
+fn pull_line(a: &ImageAnswer) -> &str {
+    a.image
+        .pull_command
+        .as_deref()
+        .unwrap_or(&a.image.image_name)
+}
+
+pub fn image_get(r: &Remote, component: &str, branch: &str, arch: &str) -> Result<ImageAnswer> {
     let url = r.url(&format!("/v1/images/{component}/{branch}/{arch}"));
     r.json(r.http.get(&url), &url)
 }
 
-/// `jobs`: the recent jobs, or one job.
-pub fn jobs(r: &Remote, id: Option<&str>) -> Result<Value> {
-    let url = match id {
-        Some(id) => r.url(&format!("/v1/jobs/{id}")),
-        None => r.url("/v1/jobs?limit=20"),
-    };
+/// `jobs`: the recent jobs.
+pub fn jobs(r: &Remote) -> Result<JobList> {
+    let url = r.url("/v1/jobs?limit=20");
     r.json(r.http.get(&url), &url)
 }
 
-/// `gc` and `verify`: admin passes run by the server.
-pub fn admin(r: &Remote, what: &str) -> Result<Value> {
-    let url = r.url(&format!("/v1/admin/{what}"));
+/// `jobs ID`: one job.
+pub fn job_of(r: &Remote, id: &str) -> Result<JobAnswer> {
+    let url = r.url(&format!("/v1/jobs/{id}"));
+    r.json(r.http.get(&url), &url)
+}
+
+/// `gc`: a garbage collection pass run by the server.
+pub fn gc(r: &Remote) -> Result<GcAnswer> {
+    let url = r.url("/v1/admin/gc");
+    r.json(r.http.post(&url), &url)
+}
+
+/// `verify`: re-hash every blob on the server.
+pub fn verify(r: &Remote) -> Result<VerifyAnswer> {
+    let url = r.url("/v1/admin/verify");
     r.json(r.http.post(&url), &url)
 }

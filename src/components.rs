@@ -1,23 +1,25 @@
 //! The component store's operations, independent of HTTP: ingest an upload
 //! (normalise to the canonical tar.zst, store the blob, index it), look up,
-//! list, delete, and derive the gzip form for old clients.
+//! list, delete, derive the gzip form for old clients, and hand out blobs
+//! to serve. The HTTP layer calls these, never the store or the index.
 //!
 //! Main type: [`Components`]. Every method that writes is blocking and
 //! belongs on a blocking thread.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
 use crate::config::Config;
-use crate::index::{Index, IndexError, PutOutcome};
+use crate::index::{Index, IndexError, PutOutcome, RawRecord};
 use crate::model::{ComponentKey, Identity, NameError, Record, ResolvedDependency, Source};
 use crate::store::pack::{self, PackOptions};
-use crate::store::unpack;
-use crate::store::{BlobInfo, BlobStore, StoreError};
+use crate::store::{unpack, BlobInfo, BlobStore, Scratch, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -35,6 +37,10 @@ pub enum ComponentError {
     Conflict { key: ComponentKey, existing: String },
     #[error("no stored blob has blake3 {0}: send the tarball in the body")]
     BlobNotFound(String),
+    /// The index names a blob the store does not hold (lost behind the
+    /// service's back): never served as a truncated answer.
+    #[error("the blob is missing from the store (run `artifact-store verify`)")]
+    BlobLost(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -68,32 +74,66 @@ pub struct Stored {
     pub created: bool,
 }
 
+/// A stored blob, ready to be served.
+#[derive(Debug, Clone)]
+pub struct BlobHandle {
+    /// blake3 (hex): the ETag.
+    pub hash: String,
+    pub size: u64,
+    /// A local file holding it, when the store has one (served with mmap).
+    pub local: Option<PathBuf>,
+}
+
+/// What the store holds, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub blobs: u64,
+    pub bytes: u64,
+    pub components: u64,
+}
+
+type Locks = Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>;
+
 #[derive(Clone)]
 pub struct Components {
-    blobs: BlobStore,
-    index: Index,
+    blobs: Arc<dyn BlobStore>,
+    scratch: Scratch,
+    index: Arc<dyn Index>,
     cfg: Arc<Config>,
     /// Derivations in progress, by source blob: one conversion per source at
     /// a time; later callers wait for it and reuse its result.
-    deriving: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>>,
+    deriving: Locks,
 }
 
 impl Components {
-    pub fn new(blobs: BlobStore, index: Index, cfg: Arc<Config>) -> Self {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        scratch: Scratch,
+        index: Arc<dyn Index>,
+        cfg: Arc<Config>,
+    ) -> Self {
         Self {
             blobs,
+            scratch,
             index,
             cfg,
             deriving: Default::default(),
         }
     }
 
-    pub fn blobs(&self) -> &BlobStore {
-        &self.blobs
+    /// For the domain's own passes (GC, verification); never for handlers.
+    pub(crate) fn blobs(&self) -> &dyn BlobStore {
+        self.blobs.as_ref()
     }
 
-    pub fn index(&self) -> &Index {
-        &self.index
+    /// For the domain's own passes (GC, verification); never for handlers.
+    pub(crate) fn index(&self) -> &dyn Index {
+        self.index.as_ref()
+    }
+
+    /// Local scratch space (upload bodies, work trees).
+    pub fn scratch(&self) -> &Scratch {
+        &self.scratch
     }
 
     pub fn config(&self) -> &Config {
@@ -113,17 +153,70 @@ impl Components {
         Ok(self.index.get(key)?)
     }
 
-    /// The record and blob path, or `NotFound`.
-    pub fn find(&self, key: &ComponentKey) -> Result<(Record, PathBuf)> {
-        let rec = self
-            .index
+    pub fn contains(&self, key: &ComponentKey) -> Result<bool> {
+        Ok(self.index.contains(key)?)
+    }
+
+    /// The record as stored, undecoded (for answers cached by its bytes).
+    pub fn raw(&self, key: &ComponentKey) -> Result<Option<RawRecord>> {
+        Ok(self.index.raw(key)?)
+    }
+
+    /// The record, or `NotFound`.
+    pub fn find(&self, key: &ComponentKey) -> Result<Record> {
+        self.index
             .get(key)?
-            .ok_or_else(|| ComponentError::NotFound(key.clone()))?;
-        let path = self
+            .ok_or_else(|| ComponentError::NotFound(key.clone()))
+    }
+
+    /// Notes a download (for the retention rule "keep what was downloaded
+    /// recently"); failures are logged, never fatal.
+    pub fn note_download(&self, key: &ComponentKey) {
+        if let Err(e) = self.index.note_download(key) {
+            tracing::warn!("cannot note a download: {e}");
+        }
+    }
+
+    /// The blob of a record, to serve: `BlobLost` when the index names a
+    /// blob the store no longer holds.
+    pub fn record_blob(&self, rec: &Record) -> Result<BlobHandle> {
+        self.blob(&rec.blake3).map_err(|e| match e {
+            ComponentError::BlobNotFound(h) => ComponentError::BlobLost(h),
+            other => other,
+        })
+    }
+
+    /// A blob by its hash, to serve.
+    pub fn blob(&self, hex: &str) -> Result<BlobHandle> {
+        let hash = blake3::Hash::from_hex(hex).map_err(|_| {
+            ComponentError::BadRequest("a blob is named by its blake3: 64 hex characters".into())
+        })?;
+        let size = self
             .blobs
-            .path_hex(&rec.blake3)
-            .ok_or_else(|| ComponentError::BadRequest("corrupt blob reference".into()))?;
-        Ok((rec, path))
+            .size(&hash)?
+            .ok_or_else(|| ComponentError::BlobNotFound(hex.to_owned()))?;
+        Ok(BlobHandle {
+            hash: hash.to_hex().to_string(),
+            size,
+            local: self.blobs.local_path(&hash),
+        })
+    }
+
+    /// Unpacks a stored blob into `dest` (a build's dependencies).
+    pub fn unpack_blob(&self, hex: &str, dest: &Path) -> Result<()> {
+        let hash = blake3::Hash::from_hex(hex)
+            .map_err(|_| ComponentError::BadRequest(format!("corrupt blob reference {hex}")))?;
+        let r = self.blobs.read(&hash).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ComponentError::BlobLost(hex.to_owned())
+            } else {
+                e.into()
+            }
+        })?;
+        std::fs::create_dir_all(dest)?;
+        let tar = zstd::stream::read::Decoder::new(r)?;
+        unpack::unpack_safe(tar, dest, self.cfg.max_unpacked_bytes)?;
+        Ok(())
     }
 
     /// Stores an uploaded body (tar.zst, tar.gz or tar) for `key`.
@@ -145,7 +238,7 @@ impl Components {
             }
         }
         // Fast path: the body is a canonical blob we already hold for this tag.
-        if self.blobs.contains(&raw) && self.blob_top_dir(&raw).as_deref() == Some(&key.tag) {
+        if self.blobs.contains(&raw)? && self.blob_top_dir(&raw).as_deref() == Some(&key.tag) {
             self.blobs.touch(&raw);
             let size = body.metadata()?.len();
             return self.index_blob(key, BlobInfo { hash: raw, size }, req);
@@ -162,19 +255,16 @@ impl Components {
         req: PutRequest,
     ) -> Result<Stored> {
         let hex = hash.to_hex().to_string();
-        let path = self.blobs.path(&hash);
-        let size = match std::fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(_) => return Err(ComponentError::BlobNotFound(hex)),
-        };
+        let size = self
+            .blobs
+            .size(&hash)?
+            .ok_or_else(|| ComponentError::BlobNotFound(hex.clone()))?;
         match self.blob_top_dir(&hash) {
             Some(top) if top == key.tag => {}
-            Some(top) => {
-                return Err(ComponentError::BadRequest(format!(
+            Some(top) => return Err(ComponentError::BadRequest(format!(
                 "blob {hex} holds the directory '{top}/', not '{}/': upload the tarball instead",
                 key.tag
-            )))
-            }
+            ))),
             None => return Err(ComponentError::BlobNotFound(hex)),
         }
         self.blobs.touch(&hash);
@@ -225,7 +315,7 @@ impl Components {
 
     /// Unpacks safely into a temp dir and packs the canonical tar.zst blob.
     fn normalize(&self, tag: &str, body: File, mtime_clamp: Option<u64>) -> Result<BlobInfo> {
-        let work = self.blobs.temp_dir()?;
+        let work = self.scratch.temp_dir()?;
         let tar = unpack::open_tar(body)?;
         unpack::unpack_safe(tar, work.path(), self.cfg.max_unpacked_bytes)?;
         let root = unpack::content_root(work.path(), tag)?;
@@ -239,9 +329,10 @@ impl Components {
             level: self.cfg.zstd_level,
             max_bytes: self.cfg.max_unpacked_bytes,
         };
-        let w = pack::pack_dir(dir, &opts, self.blobs.writer()?);
+        let w = pack::pack_dir(dir, &opts, self.scratch.writer()?);
         release_freed_memory();
-        let (info, _) = w?.finish()?;
+        let (tmp, info) = w?.finish()?;
+        self.blobs.put(tmp, &info)?;
         Ok(info)
     }
 
@@ -276,11 +367,14 @@ impl Components {
     /// The name of the first entry (the top-level directory) of a stored
     /// tar.zst blob, or `None` if it is not one.
     fn blob_top_dir(&self, hash: &blake3::Hash) -> Option<String> {
-        let mut f = File::open(self.blobs.path(hash)).ok()?;
-        if unpack::detect(&mut f).ok()? != unpack::Format::TarZst {
+        let mut r = self.blobs.read(hash).ok()?;
+        let mut magic = [0u8; 4];
+        r.read_exact(&mut magic).ok()?;
+        if magic != [0x28, 0xb5, 0x2f, 0xfd] {
             return None;
         }
-        let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(f).ok()?);
+        let r = std::io::Cursor::new(magic).chain(r);
+        let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(r).ok()?);
         let first = ar.entries().ok()?.next()?.ok()?;
         let p = first.path().ok()?.into_owned();
         let top = p.components().next()?;
@@ -318,10 +412,10 @@ impl Components {
         Ok(self.index.versions(component)?)
     }
 
-    /// The path of the gzip form of blob `zst_hex`, made (once) if needed.
-    /// Concurrent first requests for one blob run one conversion (the others
-    /// wait for it), so readers cannot multiply the work or the temp space.
-    pub fn gzip_blob(&self, zst_hex: &str) -> Result<(PathBuf, String)> {
+    /// The gzip form of blob `zst_hex`, made (once) if needed. Concurrent
+    /// first requests for one blob run one conversion (the others wait for
+    /// it), so readers cannot multiply the work or the temp space.
+    pub fn gzip_blob(&self, zst_hex: &str) -> Result<BlobHandle> {
         if let Some(found) = self.derived_gzip(zst_hex)? {
             return Ok(found);
         }
@@ -343,30 +437,93 @@ impl Components {
         result
     }
 
-    fn derived_gzip(&self, zst_hex: &str) -> Result<Option<(PathBuf, String)>> {
+    fn derived_gzip(&self, zst_hex: &str) -> Result<Option<BlobHandle>> {
         if let Some(gz) = self.index.derived(zst_hex, "tar.gz")? {
-            if let Some(p) = self.blobs.path_hex(&gz).filter(|p| p.is_file()) {
-                return Ok(Some((p, gz)));
+            if let Ok(h) = self.blob(&gz) {
+                return Ok(Some(h));
             }
         }
         Ok(None)
     }
 
-    fn make_gzip(&self, zst_hex: &str) -> Result<(PathBuf, String)> {
+    fn make_gzip(&self, zst_hex: &str) -> Result<BlobHandle> {
         crate::metrics::METRICS.derivations.inc();
+        let hash = blake3::Hash::from_hex(zst_hex)
+            .map_err(|_| ComponentError::BlobNotFound(zst_hex.to_owned()))?;
         let src = self
             .blobs
-            .path_hex(zst_hex)
-            .ok_or_else(|| ComponentError::BlobNotFound(zst_hex.to_owned()))?;
-        let f = File::open(&src).map_err(|_| ComponentError::BlobNotFound(zst_hex.to_owned()))?;
+            .read(&hash)
+            .map_err(|_| ComponentError::BlobLost(zst_hex.to_owned()))?;
         let w = pack::zstd_to_gzip(
-            std::io::BufReader::with_capacity(1 << 20, f),
-            self.blobs.writer()?,
+            std::io::BufReader::with_capacity(1 << 20, src),
+            self.scratch.writer()?,
         )?;
-        let (info, path) = w.finish()?;
+        let (tmp, info) = w.finish()?;
+        self.blobs.put(tmp, &info)?;
         let hex = info.hex();
         self.index.set_derived(zst_hex, "tar.gz", &hex)?;
-        Ok((path, hex))
+        self.blob(&hex)
+    }
+
+    /// Whether the store can take writes: the index answers, scratch space
+    /// takes a file, and at least `min_free_bytes` are free.
+    pub fn ready(&self) -> std::result::Result<(), String> {
+        self.index
+            .meta("readyz")
+            .map_err(|e| format!("index: {e}"))?;
+        drop(
+            self.scratch
+                .temp_file()
+                .map_err(|e| format!("data directory: {e}"))?,
+        );
+        let floor = self.cfg.min_free_bytes;
+        for (what, free) in [
+            ("the data directory's disk", Some(self.scratch_free()?)),
+            (
+                "the blob store",
+                self.blobs
+                    .free_bytes()
+                    .map_err(|e| format!("blob store: {e}"))?,
+            ),
+        ] {
+            if let Some(free) = free.filter(|f| *f < floor) {
+                return Err(format!(
+                    "{what} has {free} bytes free, below min_free_bytes ({floor}): uploads and builds are refused"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn scratch_free(&self) -> std::result::Result<u64, String> {
+        crate::store::free_bytes(self.scratch.dir()).map_err(|e| format!("data directory: {e}"))
+    }
+
+    /// Refuses a write of `incoming` bytes that would leave less than
+    /// `min_free_bytes` free (as `Err(free)`).
+    pub fn room_for(&self, incoming: u64) -> std::result::Result<(), (u64, u64)> {
+        let floor = self.cfg.min_free_bytes;
+        let free = [
+            crate::store::free_bytes(self.scratch.dir()).ok(),
+            self.blobs.free_bytes().ok().flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match free {
+            Some(free) if free < incoming.saturating_add(floor) => Err((free, floor)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Blob and component counts (for the metrics; walks the store).
+    pub fn stats(&self) -> Stats {
+        let blobs = self.blobs.list().unwrap_or_default();
+        Stats {
+            blobs: blobs.len() as u64,
+            bytes: blobs.iter().map(|b| b.size).sum(),
+            components: self.index.component_count().unwrap_or(0),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Role;
+use crate::model::Role;
 
 /// The file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";

@@ -9,17 +9,18 @@
 //! unreferenced blob (one about to be indexed) is never removed.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::components::{ComponentError, Components};
 use crate::config::RetentionConfig;
 use crate::model::Record;
 
-#[derive(Debug, Default, Serialize)]
+/// What a garbage collection did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct GcReport {
     /// Index entries dropped by the retention rules (`component/tag/arch`).
     pub retention_dropped: Vec<String>,
@@ -27,14 +28,16 @@ pub struct GcReport {
     pub blobs_referenced: usize,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_young: usize,
+    /// The blobs removed (blake3).
     pub blobs_removed: Vec<String>,
     pub bytes_freed: u64,
 }
 
-#[derive(Debug, Default, Serialize)]
+/// What a verification found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct VerifyReport {
     pub blobs_checked: usize,
-    /// Blobs whose content did not match their name, moved to `quarantine/`.
+    /// Blobs whose content did not match their name, taken out of service (`quarantine/`).
     pub corrupt: Vec<String>,
     /// Index entries whose blob is missing (or was quarantined).
     pub missing: Vec<String>,
@@ -98,56 +101,51 @@ pub fn collect(
     }
     report.blobs_referenced = referenced.len();
     let now = SystemTime::now();
-    for hash in c.blobs().list()? {
+    for blob in c.blobs().list()? {
         report.blobs_scanned += 1;
-        let hex = hash.to_hex().to_string();
+        let hex = blob.hash.to_hex().to_string();
         if referenced.contains(&hex) {
             continue;
         }
-        let path = c.blobs().path(&hash);
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .unwrap_or_default();
+        let age = now.duration_since(blob.modified).unwrap_or_default();
         if age < grace {
             report.blobs_young += 1;
             continue;
         }
-        std::fs::remove_file(&path)?;
+        c.blobs().delete(&blob.hash)?;
         c.index().remove_derived(&hex)?;
-        report.bytes_freed += meta.len();
-        tracing::info!(blob = %hex, bytes = meta.len(), "gc: removed");
+        report.bytes_freed += blob.size;
+        tracing::info!(blob = %hex, bytes = blob.size, "gc: removed");
         report.blobs_removed.push(hex);
     }
     Ok(report)
 }
 
-/// Re-hashes every blob; corrupt ones go to `quarantine/` so they are never
+/// Re-hashes every blob; corrupt ones are quarantined so they are never
 /// served again; reports index entries whose blob is gone.
-pub fn verify(c: &Components, quarantine: PathBuf) -> Result<VerifyReport, ComponentError> {
+pub fn verify(c: &Components) -> Result<VerifyReport, ComponentError> {
     let mut report = VerifyReport::default();
-    for hash in c.blobs().list()? {
+    let mut present: HashSet<blake3::Hash> = HashSet::new();
+    for blob in c.blobs().list()? {
         report.blobs_checked += 1;
-        let path = c.blobs().path(&hash);
-        let actual = crate::store::BlobStore::hash_file(&path)?;
-        if actual.hash != hash {
-            let hex = hash.to_hex().to_string();
-            std::fs::create_dir_all(&quarantine)?;
-            std::fs::rename(&path, quarantine.join(&hex))?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(c.blobs().read(&blob.hash)?)?;
+        let actual = hasher.finalize();
+        if actual != blob.hash {
+            let hex = blob.hash.to_hex().to_string();
+            c.blobs().quarantine(&blob.hash)?;
             c.index().remove_derived(&hex)?;
             c.index().drop_derived_target(&hex)?;
-            tracing::error!(blob = %hex, actual = %actual.hash.to_hex(), "verify: corrupt blob quarantined");
+            tracing::error!(blob = %hex, actual = %actual.to_hex(), "verify: corrupt blob quarantined");
             report.corrupt.push(hex);
+        } else {
+            present.insert(blob.hash);
         }
     }
     for r in c.index().all() {
         let r = r?;
-        let present = c.blobs().path_hex(&r.blake3).is_some_and(|p| p.is_file());
-        if !present {
+        let held = blake3::Hash::from_hex(&r.blake3).is_ok_and(|h| present.contains(&h));
+        if !held {
             report
                 .missing
                 .push(format!("{} -> {}", r.key().display_path(), r.blake3));

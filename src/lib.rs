@@ -2,10 +2,12 @@
 //!
 //! Layout (one concern per module; see ARCHITECTURE.md):
 //! - `config`: typed configuration, embedded defaults, file and env overrides.
-//! - `model`: names, the (component, tag, arch) key, the index record.
-//! - `auth`: API keys (hashed) and roles.
-//! - `store`: bytes on disk: content-addressed blobs, safe unpack, deterministic pack.
-//! - `index`: metadata in sled.
+//! - `model`: names, keys, the records the index keeps (components, images, jobs), roles.
+//! - `api`: the wire types of the HTTP API (handlers, OpenAPI and the CLI share them).
+//! - `auth`: API keys (hashed).
+//! - `store`: bytes: the blob store trait and its local directory, scratch space,
+//!   safe unpack, deterministic pack, path guards.
+//! - `index`: metadata behind the index trait; sled is the embedded implementation.
 //! - `components`: the component store's operations (domain, no HTTP).
 //! - `jobs`: durable jobs, worker pool, single-flight, live logs.
 //! - `process`: the one place that spawns child processes (timeouts, logs).
@@ -17,6 +19,7 @@
 //! - `metrics`: Prometheus counters, histograms and store gauges.
 //! - `app`: wiring everything together at start-up.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod build;

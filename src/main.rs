@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use artifact_store::auth::{self, Role};
+use artifact_store::auth;
 use artifact_store::client::{self, Remote};
 use artifact_store::config::Config;
+use artifact_store::model::JobState;
+use artifact_store::model::Role;
 
 #[derive(Parser)]
 #[command(
@@ -233,7 +235,7 @@ fn remote(a: &RemoteArgs) -> client::Result<Remote> {
     Remote::new(&a.server, a.token.clone())
 }
 
-fn print_json(v: &serde_json::Value) {
+fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -295,12 +297,7 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
                 .collect::<client::Result<Vec<_>>>()?;
             let missing = client::check(&remote(&r)?, &parsed, &arch)?;
             for m in &missing {
-                println!(
-                    "missing {}:{} ({})",
-                    m["component"].as_str().unwrap_or(""),
-                    m["tag"].as_str().unwrap_or(""),
-                    m["arch"].as_str().unwrap_or("")
-                );
+                println!("missing {}:{} ({})", m.component, m.tag, m.arch);
             }
             Ok(yes_no(missing.is_empty()))
         }
@@ -360,24 +357,27 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
             match (id, log) {
                 (Some(id), true) => {
                     let job = client::follow(&rm, &id, &mut std::io::stdout())?;
-                    Ok(yes_no(job["state"] == "success"))
+                    Ok(yes_no(job.state == JobState::Success))
                 }
-                (id, _) => {
-                    print_json(&client::jobs(&rm, id.as_deref())?);
+                (Some(id), false) => {
+                    print_json(&client::job_of(&rm, &id)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                (None, _) => {
+                    print_json(&client::jobs(&rm)?);
                     Ok(ExitCode::SUCCESS)
                 }
             }
         }
         Cmd::Gc { remote: r } => {
-            print_json(&client::admin(&remote(&r)?, "gc")?);
+            print_json(&client::gc(&remote(&r)?)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Verify { remote: r } => {
-            let v = client::admin(&remote(&r)?, "verify")?;
+            let v = client::verify(&remote(&r)?)?;
             print_json(&v);
             Ok(yes_no(
-                v["corrupt"].as_array().is_none_or(|a| a.is_empty())
-                    && v["missing"].as_array().is_none_or(|a| a.is_empty()),
+                v.report.corrupt.is_empty() && v.report.missing.is_empty(),
             ))
         }
         Cmd::Serve { .. } | Cmd::Key(_) => Ok(ExitCode::SUCCESS),

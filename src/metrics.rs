@@ -121,16 +121,10 @@ impl Metrics {
             stale
         };
         if stale {
-            let (mut n, mut bytes) = (0i64, 0i64);
-            for h in c.blobs().list().unwrap_or_default() {
-                n += 1;
-                bytes += std::fs::metadata(c.blobs().path(&h))
-                    .map(|m| m.len() as i64)
-                    .unwrap_or(0);
-            }
-            self.blobs.set(n);
-            self.store_bytes.set(bytes);
-            self.components.set(c.index().component_count() as i64);
+            let st = c.stats();
+            self.blobs.set(st.blobs as i64);
+            self.store_bytes.set(st.bytes as i64);
+            self.components.set(st.components as i64);
         }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -1,10 +1,13 @@
 //! Domain vocabulary shared by every layer: validated names, the
-//! (component, tag, arch) key, and the record the index keeps for it.
+//! (component, tag, arch) key, the records the index keeps (components,
+//! images, jobs), and roles.
 //!
-//! Nothing here touches disk, sled or HTTP.
+//! Nothing here touches disk, sled or HTTP. The types derive `ToSchema` so
+//! that the wire types in `api` can embed them as they are.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The longest component, tag or architecture name accepted.
 pub const MAX_NAME_LEN: usize = 128;
@@ -44,10 +47,11 @@ pub fn validate_name(kind: &'static str, value: &str) -> Result<(), NameError> {
 
 /// Identifies one stored component build. The architecture is kept lower
 /// case: `ROCKY9` and `rocky9` are the same architecture.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, ToSchema)]
 pub struct ComponentKey {
     pub component: String,
     pub tag: String,
+    /// Lower case.
     pub arch: String,
 }
 
@@ -77,7 +81,7 @@ impl std::fmt::Display for ComponentKey {
 
 /// Who asked: the identity headers build scripts send. Informational only;
 /// authorisation is by API key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Identity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub linux_username: Option<String>,
@@ -86,15 +90,16 @@ pub struct Identity {
 }
 
 /// Where a built component came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Source {
+    /// The git repository.
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
 }
 
 /// A dependency as it was resolved for a build: pinned to the blob it used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ResolvedDependency {
     pub component: String,
     pub tag: String,
@@ -103,18 +108,20 @@ pub struct ResolvedDependency {
 }
 
 /// What the index stores for a (component, tag, arch).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Record {
     pub component: String,
     pub tag: String,
     pub arch: String,
     /// blake3 (hex) of the canonical tar.zst blob.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub blake3: String,
     /// Size in bytes of the canonical tar.zst blob.
     pub size: u64,
     pub created: DateTime<Utc>,
     #[serde(default)]
     pub uploaded_by: Identity,
+    /// Set for components built by the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
     #[serde(default)]
@@ -184,7 +191,7 @@ impl std::fmt::Display for ImageKey {
 }
 
 /// What the index stores for an image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ImageRecord {
     pub component: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +211,135 @@ pub struct ImageRecord {
     pub built_by: Identity,
     /// Where the image is: `registry` or `local` (no registry configured).
     pub location: String,
+}
+
+/// What an API key may do: `read < write < admin`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(Role::Read),
+            "write" => Ok(Role::Write),
+            "admin" => Ok(Role::Admin),
+            _ => Err(format!("unknown role '{s}' (read, write, admin)")),
+        }
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Success,
+    Failed,
+    Interrupted,
+}
+
+impl JobState {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Success | JobState::Failed | JobState::Interrupted
+        )
+    }
+}
+
+/// One step of a job (`clone`, `recipe`, `dependencies`, `build`, `pack`, ...).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Step {
+    pub name: String,
+    pub state: JobState,
+    pub started: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<DateTime<Utc>>,
+}
+
+/// What a job builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobTarget {
+    /// A component from its repository.
+    Component {
+        component: String,
+        tag: String,
+        arch: String,
+        /// The repository.
+        url: Option<String>,
+    },
+    /// An image from a Dockerfile (and context) with this content key.
+    Image {
+        component: String,
+        branch: Option<String>,
+        arch: String,
+        key: String,
+    },
+}
+
+/// What a successful job produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobResult {
+    /// The component record stored.
+    Component(Record),
+    /// The image record indexed.
+    Image(ImageRecord),
+}
+
+/// A build job, as persisted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: String,
+    /// `component` or `image`.
+    pub kind: String,
+    pub state: JobState,
+    /// What the job builds (the request).
+    pub target: JobTarget,
+    #[serde(default)]
+    pub requested_by: Identity,
+    pub created: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// On failure: which step failed and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// On success: what was produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+}
+
+impl Job {
+    /// Seconds from start to end (or now).
+    pub fn duration_secs(&self) -> Option<f64> {
+        let s = self.started?;
+        let e = self.finished.unwrap_or_else(Utc::now);
+        Some((e - s).num_milliseconds() as f64 / 1000.0)
+    }
 }
 
 #[cfg(test)]

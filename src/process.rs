@@ -1,15 +1,22 @@
-//! The one place that spawns child processes for builds: a command runs in
-//! its own process group, its stdout and stderr lines go to a job log, and a
-//! wall-clock timeout kills the whole process tree.
+//! The one place that spawns child processes: a command runs in its own
+//! process group with a cleared environment (only what its [`RunSpec`]
+//! gives), its stdout and stderr lines go to a [`LineSink`] (a job's log),
+//! and a wall-clock timeout kills the whole process tree. The podman policy
+//! (which binary, which environment) is here too, for component builds in
+//! the podman sandbox and for image builds alike.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
-use crate::jobs::JobLog;
+/// Where a child's output lines go.
+pub trait LineSink: Send + Sync + 'static {
+    fn line(&self, s: &str);
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -41,7 +48,7 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-async fn pump<R: AsyncRead + Unpin>(r: R, log: JobLog) {
+async fn pump<R: AsyncRead + Unpin>(r: R, log: Arc<dyn LineSink>) {
     let mut lines = BufReader::new(r).split(b'\n');
     while let Ok(Some(line)) = lines.next_segment().await {
         log.line(&String::from_utf8_lossy(&line));
@@ -49,7 +56,7 @@ async fn pump<R: AsyncRead + Unpin>(r: R, log: JobLog) {
 }
 
 /// Runs `spec` to the end (or the timeout), logging its output.
-pub async fn run(spec: &RunSpec, log: &JobLog) -> std::io::Result<Outcome> {
+pub async fn run(spec: &RunSpec, log: Arc<dyn LineSink>) -> std::io::Result<Outcome> {
     log.line(&format!("$ {} {}", spec.program, spec.args.join(" ")));
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
@@ -133,6 +140,31 @@ pub fn podman_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The program of a configured podman command line (`build.podman_build`,
+/// `image.podman_build`, `image.podman_push`): its first word, `podman`
+/// when the setting is empty.
+pub fn podman_program(configured: &[String]) -> &str {
+    configured
+        .first()
+        .map(String::as_str)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("podman")
+}
+
+/// A podman invocation: the configured command line, then `args`, run in
+/// `cwd` with [`podman_env`] and the timeout.
+pub fn podman(configured: &[String], args: Vec<String>, cwd: &Path, timeout: Duration) -> RunSpec {
+    let mut all: Vec<String> = configured.iter().skip(1).cloned().collect();
+    all.extend(args);
+    RunSpec {
+        program: podman_program(configured).to_owned(),
+        args: all,
+        cwd: cwd.to_owned(),
+        env: podman_env(),
+        timeout,
+    }
+}
+
 /// Whether `prog` can be started: an existing path, or a name on `PATH`.
 pub fn on_path(prog: &str) -> bool {
     std::path::Path::new(prog).is_file()
@@ -143,10 +175,12 @@ pub fn on_path(prog: &str) -> bool {
 
 /// Runs a short query command and returns its trimmed stdout, or `None`
 /// when it cannot start or fails.
-pub async fn output(program: &str, args: &[&str], cwd: &std::path::Path) -> Option<String> {
+pub async fn output(program: &str, args: &[&str], cwd: &Path) -> Option<String> {
     let out = Command::new(program)
         .args(args)
         .current_dir(cwd)
+        .env_clear()
+        .envs(podman_env())
         .stdin(Stdio::null())
         .output()
         .await

@@ -19,24 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::components::{Components, PutRequest};
 use crate::config::Config;
 use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
-use crate::model::{ComponentKey, Identity, Record, Source};
-use crate::store::{beneath, unpack};
-
-/// What to build.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BuildRequest {
-    pub component: String,
-    pub tag: String,
-    pub arch: String,
-    /// The repository; looked up (catalog, earlier builds, template) when absent.
-    pub url: Option<String>,
-}
+use crate::model::{ComponentKey, Identity, JobResult, JobTarget, Record, Source};
+use crate::store::beneath;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -123,13 +111,12 @@ impl Builder {
             })?,
         };
         git::check_url(&url, self.cfg.build.allow_local_urls).map_err(SubmitError::Invalid)?;
-        let req = BuildRequest {
+        let target = JobTarget::Component {
             component: key.component.clone(),
             tag: key.tag.clone(),
             arch: key.arch.clone(),
             url: Some(url.clone()),
         };
-        let target = serde_json::to_value(&req).unwrap_or(Value::Null);
         let this = self.clone();
         let k = key.clone();
         let (job, new) = self.jobs.submit(
@@ -140,7 +127,7 @@ impl Builder {
             move |ctx| {
                 Box::pin(async move {
                     let rec = this.build_locked(&ctx, k, url, Vec::new(), who).await?;
-                    Ok(json!({"component": rec}))
+                    Ok(JobResult::Component(rec))
                 })
             },
         )?;
@@ -184,7 +171,7 @@ impl Builder {
         let label = format!("{} {}", key.component, key.tag);
         let work = self
             .components
-            .blobs()
+            .scratch()
             .temp_dir()
             .map_err(|e| fail(format!("cannot create a work directory: {e}")))?;
         let src = work.path().join("src");
@@ -251,24 +238,12 @@ impl Builder {
         for d in &closure {
             ctx.log
                 .line(&format!("using {} {} ({})", d.component, d.tag, d.blake3));
-            let blob = self
-                .components
-                .blobs()
-                .path_hex(&d.blake3)
-                .ok_or_else(|| fail(format!("corrupt blob reference for {}", d.component)))?;
             let dest = deps_dir.join(&d.component);
-            let limit = self.cfg.max_unpacked_bytes;
-            tokio::task::spawn_blocking(move || -> Result<(), String> {
-                std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
-                let f =
-                    std::fs::File::open(&blob).map_err(|e| format!("{}: {e}", blob.display()))?;
-                let tar = unpack::open_tar(f).map_err(|e| e.to_string())?;
-                unpack::unpack_safe(tar, &dest, limit).map_err(|e| e.to_string())?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(|e| fail(format!("unpacking {}: {e}", d.component)))?;
+            let (comps, hex) = (self.components.clone(), d.blake3.clone());
+            tokio::task::spawn_blocking(move || comps.unpack_blob(&hex, &dest))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(format!("unpacking {}: {e}", d.component)))?;
             vars.push((
                 dep_var(&d.component),
                 format!("{}/{}/{}", sandbox::DEPS_IN, d.component, d.tag),
@@ -287,7 +262,7 @@ impl Builder {
                 vars,
                 timeout: Duration::from_secs(self.cfg.build.timeout_secs),
             },
-            &ctx.log,
+            std::sync::Arc::new(ctx.log.clone()),
         )
         .await
         .map_err(fail)?;

@@ -4,11 +4,11 @@
 //! (no isolation, only when configured explicitly).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::jobs::JobLog;
-use crate::process::{self, Outcome, RunSpec};
+use crate::process::{self, LineSink, Outcome, RunSpec};
 
 /// Paths inside the sandbox.
 pub const SRC_IN: &str = "/mnt/build";
@@ -74,7 +74,7 @@ pub async fn run(
     sb: &Sandbox,
     cfg: &Config,
     job: Job<'_>,
-    log: &JobLog,
+    log: Arc<dyn LineSink>,
 ) -> Result<PathBuf, String> {
     let src = job.work.join("src");
     let deps = job.work.join("deps");
@@ -120,25 +120,14 @@ pub async fn run(
             )
             .map_err(|e| format!("cannot write the Containerfile: {e}"))?;
             let out = job.work.join("out");
-            let mut argv = cfg.build.podman_build.clone();
-            if argv.is_empty() {
-                return Err("build.podman_build is empty".into());
-            }
-            let program = argv.remove(0);
-            argv.extend([
+            let args = vec![
                 "-f".into(),
                 path_str(&containerfile),
                 "--output".into(),
                 format!("type=local,dest={}", out.display()),
                 path_str(job.work),
-            ]);
-            let spec = RunSpec {
-                program,
-                args: argv,
-                cwd: job.work.to_owned(),
-                env: process::podman_env(),
-                timeout: job.timeout,
-            };
+            ];
+            let spec = process::podman(&cfg.build.podman_build, args, job.work, job.timeout);
             (spec, out)
         }
     };

@@ -4,8 +4,9 @@ use actix_web::HttpRequest;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
 use crate::model::Identity;
+use crate::model::Role;
 
 fn header<'a>(req: &'a HttpRequest, names: &[&str]) -> Option<&'a str> {
     names

@@ -4,11 +4,14 @@
 //! Internal errors are logged in full and answered without details.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
+use crate::api::ErrorBody;
 use crate::auth::AuthError;
+use crate::build::SubmitError;
 use crate::components::ComponentError;
+use crate::image::ImageError;
+use crate::jobs::JobError;
 use crate::model::NameError;
 use crate::store::StoreError;
 
@@ -99,11 +102,14 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             b.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        b.json(json!({
-            "status": "error",
-            "errorMessage": self.message,
-            "code": self.code,
-        }))
+        b.json(ErrorBody::new(self.code, self.message.clone()))
+    }
+}
+
+impl actix_web::Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        self.error_response()
     }
 }
 
@@ -140,6 +146,10 @@ impl From<ComponentError> for ApiError {
             }
             E::Store(StoreError::Io(e)) => ApiError::io(&e),
             E::Index(e) => e.into(),
+            E::BlobLost(_) => {
+                tracing::error!("{msg}");
+                ApiError::not_found(msg)
+            }
             E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
             E::ChecksumMismatch { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "checksum_mismatch", msg)
@@ -158,6 +168,44 @@ impl From<crate::index::IndexError> for ApiError {
             ApiError::disk_full(e)
         } else {
             ApiError::internal(e)
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(m) => ApiError::bad_request(m),
+            SubmitError::Jobs(e) => e.into(),
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Index(e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ImageError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
+            }
+            ImageError::BadRequest(_) | ImageError::Store(StoreError::BadArchive(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", msg)
+            }
+            ImageError::TooLarge(_) | ImageError::Store(StoreError::TooLarge { .. }) => {
+                ApiError::too_large(msg)
+            }
+            ImageError::Store(StoreError::Io(e)) => ApiError::io(&e),
+            ImageError::Index(e) => e.into(),
+            ImageError::Jobs(e) => e.into(),
         }
     }
 }

@@ -88,15 +88,14 @@ pub fn serve(req: &HttpRequest, spec: FileSpec) -> Result<HttpResponse, ApiError
                     .insert_header((header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}")));
                 (s, e - s + 1)
             }
-            RangeSpec::Unsatisfiable => return Ok(HttpResponse::build(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-            )
-            .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
-            .json(serde_json::json!({
-                "status": "error",
-                "errorMessage": format!("range {r} is outside the {len} bytes of this file"),
-                "code": "range_not_satisfiable",
-            }))),
+            RangeSpec::Unsatisfiable => {
+                return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
+                    .json(crate::api::ErrorBody::new(
+                        "range_not_satisfiable",
+                        format!("range {r} is outside the {len} bytes of this file"),
+                    )))
+            }
         },
         _ => (0, len),
     };

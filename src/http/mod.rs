@@ -1,33 +1,37 @@
-//! The HTTP face of the service: the route table and thin handlers.
+//! The HTTP face of the service: the route table, and thin handlers over
+//! the domain. Read top to bottom, it is a one-way stack:
 //!
-//! Layout: `error` (the one error -> HTTP mapping), `caller` (identity
-//! headers, API keys), `files` (streaming blob files), `upload` (streaming
-//! bodies to temp files), `components` (REST), `legacy` (the original API),
-//! `builds` (builds, jobs, build-on-miss).
+//! - `handlers/`: one file per resource (`components`, `original` — the
+//!   lab's original API in one place —, `builds`, `images`, `service`,
+//!   `docs`, `catalog`); a handler extracts, calls the domain, answers.
+//! - below them, shared by the handlers: `jobs` (answers about jobs, build
+//!   starts, build-on-miss), `respond` (links, rendered lookups, serving a
+//!   component or blob), `files` (streaming a blob file with Range/ETag),
+//!   `body` (request bodies: idle timeout, uploads, small JSON), `params`
+//!   (the original API's fields), `caller` (identity headers, keys).
+//! - at the bottom: `error` (the one error -> HTTP mapping) and `openapi`
+//!   (the document assembled from the handlers' annotations and `crate::api`).
 //!
 //! Architecture invariant: actix-web is used only in this module; handlers
-//! extract, call the domain, and map the answer, nothing more.
+//! call domain operations (`Components`, `Builder`, `Images`), never the
+//! store or the index; every error answer is `crate::api::ErrorBody`.
 
-mod admin;
-mod builds;
+mod body;
 mod caller;
-mod components;
 pub mod error;
 mod files;
-mod idle;
-mod images;
-mod legacy;
-mod openapi;
-mod ui;
-mod upload;
+mod handlers;
+mod jobs;
+pub mod openapi;
+mod params;
+mod respond;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::{Server, Service};
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde_json::json;
+use actix_web::{web, App, HttpRequest, HttpServer};
 
 use crate::auth::KeyRing;
 use crate::build::Builder;
@@ -35,6 +39,8 @@ use crate::components::{ComponentError, Components};
 use crate::config::Config;
 use crate::image::Images;
 use error::ApiError;
+use handlers::{builds, catalog, components as c, docs, images, original, service};
+use respond::RenderCache;
 
 /// What every handler shares.
 pub struct AppState {
@@ -44,54 +50,27 @@ pub struct AppState {
     pub keys: KeyRing,
     pub cfg: Arc<Config>,
     /// Rendered `/info` answers (the cache-hit check is the hottest request).
-    pub info_cache: RenderCache<crate::model::ComponentKey>,
+    info_cache: RenderCache<crate::model::ComponentKey>,
     /// Rendered image lookups (`GET /image`: "what do I pull?").
-    pub image_cache: RenderCache<crate::model::ImageKey>,
+    image_cache: RenderCache<crate::model::ImageKey>,
 }
 
-/// Rendered answers by key, each valid while the index holds the same
-/// record bytes for that key and the base URL is the same: always fresh,
-/// without invalidation. Bounded: cleared when full.
-pub struct RenderCache<K> {
-    map: std::sync::Mutex<std::collections::HashMap<K, CachedInfo>>,
-}
-
-impl<K> Default for RenderCache<K> {
-    fn default() -> Self {
+impl AppState {
+    pub fn new(
+        components: Components,
+        builder: Builder,
+        images: Images,
+        keys: KeyRing,
+        cfg: Arc<Config>,
+    ) -> Self {
         Self {
-            map: Default::default(),
-        }
-    }
-}
-
-struct CachedInfo {
-    base: String,
-    raw: Vec<u8>,
-    body: bytes::Bytes,
-}
-
-const RENDER_CACHE_ENTRIES: usize = 10_000;
-
-impl<K: std::hash::Hash + Eq> RenderCache<K> {
-    fn get(&self, key: &K, base: &str, raw: &[u8]) -> Option<bytes::Bytes> {
-        let map = self.map.lock().ok()?;
-        let e = map.get(key)?;
-        (e.base == base && e.raw == raw).then(|| e.body.clone())
-    }
-
-    fn put(&self, key: K, base: String, raw: &[u8], body: bytes::Bytes) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= RENDER_CACHE_ENTRIES {
-                map.clear();
-            }
-            map.insert(
-                key,
-                CachedInfo {
-                    base,
-                    raw: raw.to_vec(),
-                    body,
-                },
-            );
+            components,
+            builder,
+            images,
+            keys,
+            cfg,
+            info_cache: Default::default(),
+            image_cache: Default::default(),
         }
     }
 }
@@ -107,7 +86,6 @@ where
 
 /// The route table.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use components as c;
     cfg.app_data(error::json_config())
         .app_data(error::query_config())
         .app_data(error::path_config())
@@ -115,14 +93,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         // paths cost a string compare, patterns with parameters a regex match.
         .service(
             resource("/component")
-                .route(web::get().to(legacy::get_component))
-                .route(web::head().to(legacy::get_component))
-                .route(web::put().to(legacy::put_component))
-                .route(web::post().to(builds::post_component)),
+                .route(web::get().to(original::get_component))
+                .route(web::head().to(original::get_component))
+                .route(web::put().to(original::put_component))
+                .route(web::post().to(original::post_component)),
         )
         .service(
             resource("/image")
-                .route(web::get().to(images::get_image))
+                .route(web::get().to(original::get_image))
                 .route(web::post().to(images::post_image)),
         )
         .service(
@@ -144,17 +122,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/v1/images/{component}/{branch}/{arch}")
                 .route(web::get().to(images::get_image_rest)),
         )
-        .service(resource("/").route(web::get().to(ui::index)))
-        .service(resource("/index.html").route(web::get().to(ui::index)))
-        .service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
-        .service(resource("/docs").route(web::get().to(openapi::docs)))
-        .service(resource("/docs/swagger-ui-bundle.js").route(web::get().to(openapi::docs_bundle)))
-        .service(resource("/docs/swagger-ui.css").route(web::get().to(openapi::docs_css)))
-        .service(resource("/readyz").route(web::get().to(admin::readyz)))
-        .service(resource("/metrics").route(web::get().to(admin::metrics)))
-        .service(resource("/v1/admin/gc").route(web::post().to(admin::gc)))
-        .service(resource("/v1/admin/verify").route(web::post().to(admin::verify)))
+        .service(resource("/").route(web::get().to(catalog::index)))
+        .service(resource("/index.html").route(web::get().to(catalog::index)))
+        .service(resource("/healthz").route(web::get().to(service::healthz)))
+        .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
+        .service(resource("/docs").route(web::get().to(docs::docs)))
+        .service(resource("/docs/swagger-ui-bundle.js").route(web::get().to(docs::docs_bundle)))
+        .service(resource("/docs/swagger-ui.css").route(web::get().to(docs::docs_css)))
+        .service(resource("/readyz").route(web::get().to(service::readyz)))
+        .service(resource("/metrics").route(web::get().to(service::metrics)))
+        .service(resource("/v1/admin/gc").route(web::post().to(service::gc)))
+        .service(resource("/v1/admin/verify").route(web::post().to(service::verify)))
         .service(
             resource("/v1/images")
                 .route(web::get().to(images::list_images))
@@ -186,28 +164,8 @@ fn resource(path: &'static str) -> actix_web::Resource {
         }))
 }
 
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "service",
-    summary = "Liveness",
-    description = "The process answers.",
-    security(()),
-    responses((status = 200, description = "Alive", body = openapi::schema::Health)),
-)]
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
-
 async fn no_route(req: HttpRequest) -> ApiError {
     ApiError::not_found(format!("no route for {} {}", req.method(), req.path()))
-}
-
-impl actix_web::Responder for ApiError {
-    type Body = actix_web::body::BoxBody;
-    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
-        actix_web::ResponseError::error_response(&self)
-    }
 }
 
 /// Starts the server on an already bound listener.
@@ -225,11 +183,11 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
             .configure(routes)
             .default_service(web::to(no_route))
             .wrap_fn(move |mut req, srv| {
-                if idle::has_body(req.headers()) {
+                if body::has_body(req.headers()) {
                     use actix_web::HttpMessage;
-                    let body = req.take_payload();
+                    let payload = req.take_payload();
                     req.set_payload(actix_web::dev::Payload::Stream {
-                        payload: Box::pin(idle::IdleBody::new(body, idle)),
+                        payload: Box::pin(body::IdleBody::new(payload, idle)),
                     });
                 }
                 let start = Instant::now();

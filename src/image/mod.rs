@@ -20,17 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::build::Submitted;
 use crate::config::Config;
-use crate::index::Index;
+use crate::index::{Index, RawRecord};
 use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
-use crate::model::{Identity, ImageKey, ImageRecord};
+use crate::model::{Identity, ImageKey, ImageRecord, JobResult, JobTarget};
 use crate::process::{self, Outcome, RunSpec};
 use crate::store::pack::{pack_dir, PackOptions};
-use crate::store::{unpack, BlobStore, StoreError};
+use crate::store::{unpack, Scratch, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -101,8 +100,8 @@ pub enum Requested {
 
 #[derive(Clone)]
 pub struct Images {
-    index: Index,
-    blobs: BlobStore,
+    index: Arc<dyn Index>,
+    scratch: Scratch,
     jobs: Jobs,
     cfg: Arc<Config>,
     /// One build per image key at a time, in request order.
@@ -110,10 +109,10 @@ pub struct Images {
 }
 
 impl Images {
-    pub fn new(index: Index, blobs: BlobStore, jobs: Jobs, cfg: Arc<Config>) -> Self {
+    pub fn new(index: Arc<dyn Index>, scratch: Scratch, jobs: Jobs, cfg: Arc<Config>) -> Self {
         Self {
             index,
-            blobs,
+            scratch,
             jobs,
             cfg,
             locks: Default::default(),
@@ -127,6 +126,16 @@ impl Images {
 
     pub fn lookup(&self, key: &ImageKey) -> Result<Option<ImageRecord>, ImageError> {
         Ok(self.index.image(key)?)
+    }
+
+    /// The record as stored, undecoded (for answers cached by its bytes).
+    pub fn raw(&self, key: &ImageKey) -> Result<Option<RawRecord>, ImageError> {
+        Ok(self.index.image_raw(key)?)
+    }
+
+    /// Scratch space for request bodies (Dockerfiles, contexts).
+    pub fn scratch(&self) -> &Scratch {
+        &self.scratch
     }
 
     pub fn list(&self, prefix: &str, limit: usize) -> Result<Vec<ImageRecord>, ImageError> {
@@ -155,14 +164,8 @@ impl Images {
 
     /// Checks that podman runs and the registry answers; 503 material otherwise.
     pub fn check_ready(&self) -> Result<(), ImageError> {
-        let podman = self
-            .cfg
-            .image
-            .podman_build
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        if !process::on_path(&podman) {
+        let podman = process::podman_program(&self.cfg.image.podman_build);
+        if !process::on_path(podman) {
             return Err(ImageError::Unavailable(format!(
                 "podman is not available on the service host ('{podman}' not found)"
             )));
@@ -194,7 +197,7 @@ impl Images {
         dockerfile: &Path,
         context: Option<&Path>,
     ) -> Result<Prepared, ImageError> {
-        let work = self.blobs.temp_dir()?;
+        let work = self.scratch.temp_dir()?;
         let df = std::fs::read(dockerfile)?;
         if df.len() as u64 > self.cfg.image.max_dockerfile_bytes {
             return Err(ImageError::TooLarge(format!(
@@ -247,7 +250,12 @@ impl Images {
             }
         }
         self.check_ready()?;
-        let target = json!({"component": key.component, "branch": key.branch, "arch": key.arch, "key": prepared.key});
+        let target = JobTarget::Image {
+            component: key.component.clone(),
+            branch: key.branch.clone(),
+            arch: key.arch.clone(),
+            key: prepared.key.clone(),
+        };
         let flight = format!(
             "image:{}/{}/{}/{}{}",
             key.component,
@@ -265,7 +273,7 @@ impl Images {
                     let lock = this.lock_for(&k);
                     let _one_at_a_time = lock.lock().await;
                     let rec = this.build(&ctx, &k, prepared, no_cache, who).await?;
-                    Ok(json!({ "image": rec }))
+                    Ok(JobResult::Image(rec))
                 })
             })?;
         Ok(Requested::Job(Submitted { job, new }))
@@ -291,8 +299,7 @@ impl Images {
         let iidfile = p.work.path().join("iid");
 
         ctx.step("build");
-        let mut argv = self.cfg.image.podman_build.clone();
-        let program = argv.remove(0);
+        let mut argv: Vec<String> = Vec::new();
         if no_cache {
             argv.push("--no-cache".into());
         }
@@ -307,7 +314,8 @@ impl Images {
             iidfile.display().to_string(),
             p.context().display().to_string(),
         ]);
-        self.run(ctx, program, argv, p.work.path(), timeout).await?;
+        let spec = process::podman(&self.cfg.image.podman_build, argv, p.work.path(), timeout);
+        self.run(ctx, spec).await?;
         let image_id = std::fs::read_to_string(&iidfile)
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
@@ -318,15 +326,15 @@ impl Images {
             let digestfile = p.work.path().join("digest");
             let mut digest = String::new();
             for name in [&immutable, &moving] {
-                let mut argv = self.cfg.image.podman_push.clone();
-                let program = argv.remove(0);
-                argv.extend([
+                let argv = vec![
                     format!("--tls-verify={}", self.cfg.image.tls_verify),
                     "--digestfile".into(),
                     digestfile.display().to_string(),
                     name.clone(),
-                ]);
-                self.run(ctx, program, argv, p.work.path(), timeout).await?;
+                ];
+                let spec =
+                    process::podman(&self.cfg.image.podman_push, argv, p.work.path(), timeout);
+                self.run(ctx, spec).await?;
                 digest = std::fs::read_to_string(&digestfile)
                     .map(|s| s.trim().to_owned())
                     .map_err(|e| ctx.fail(format!("podman push wrote no digest: {e}")))?;
@@ -360,22 +368,8 @@ impl Images {
         Ok(rec)
     }
 
-    async fn run(
-        &self,
-        ctx: &JobCtx,
-        program: String,
-        args: Vec<String>,
-        cwd: &Path,
-        timeout: Duration,
-    ) -> Result<(), WorkError> {
-        let spec = RunSpec {
-            program,
-            args,
-            cwd: cwd.to_owned(),
-            env: process::podman_env(),
-            timeout,
-        };
-        match process::run(&spec, &ctx.log).await {
+    async fn run(&self, ctx: &JobCtx, spec: RunSpec) -> Result<(), WorkError> {
+        match process::run(&spec, Arc::new(ctx.log.clone())).await {
             Ok(Outcome::Success) => Ok(()),
             Ok(o) => Err(ctx.fail(format!("{} {o}", spec.program))),
             Err(e) => Err(ctx.fail(e.to_string())),
@@ -383,15 +377,9 @@ impl Images {
     }
 
     async fn image_size(&self, ctx: &JobCtx, id: &str, cwd: &Path) -> u64 {
-        let podman = self
-            .cfg
-            .image
-            .podman_build
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "podman".into());
+        let podman = process::podman_program(&self.cfg.image.podman_build);
         match process::output(
-            &podman,
+            podman,
             &["image", "inspect", "--format", "{{.Size}}", id],
             cwd,
         )
@@ -404,31 +392,6 @@ impl Images {
             }
         }
     }
-}
-
-/// The answer fields for an image record.
-pub fn describe(rec: &ImageRecord) -> Value {
-    let repo = rec
-        .image
-        .rsplit_once(':')
-        .map(|(r, _)| r)
-        .unwrap_or(&rec.image);
-    let pull = (rec.location == "registry").then(|| format!("podman pull {repo}@{}", rec.digest));
-    json!({
-        "imageName": rec.image,
-        "immutableName": rec.immutable,
-        "digest": rec.digest,
-        "pullCommand": pull,
-        "location": rec.location,
-        "note": if rec.location == "local" { Some("no registry is configured: the image is only in the service's local podman storage") } else { None },
-        "component": rec.component,
-        "branch": rec.branch,
-        "arch": rec.arch,
-        "key": rec.key,
-        "size": rec.size,
-        "created": rec.created,
-        "built_by": rec.built_by,
-    })
 }
 
 #[cfg(test)]

@@ -97,6 +97,12 @@ impl JobLog {
     }
 }
 
+impl crate::process::LineSink for JobLog {
+    fn line(&self, s: &str) {
+        JobLog::line(self, s)
+    }
+}
+
 /// `s` with every occurrence of the `paths` replaced by `$DATA`.
 pub fn redact(paths: &[String], s: &str) -> String {
     let mut out = s.to_owned();

@@ -1,4 +1,4 @@
-//! Jobs: durable records in sled, a bounded worker pool started once at
+//! Jobs: durable records in the index, a bounded worker pool started once at
 //! start-up, single-flight by key, steps and live logs.
 //!
 //! Main types: [`Jobs`] (submit, get, wait, list), [`Job`] (the persisted
@@ -18,83 +18,18 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
-pub use log::JobLog;
+pub use log::{redact, JobLog};
 
-use crate::model::Identity;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Queued,
-    Running,
-    Success,
-    Failed,
-    Interrupted,
-}
-
-impl JobState {
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Success | JobState::Failed | JobState::Interrupted
-        )
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Step {
-    pub name: String,
-    pub state: JobState,
-    pub started: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Job {
-    pub id: String,
-    /// "component" or "image".
-    pub kind: String,
-    pub state: JobState,
-    /// What the job builds (the request, as JSON).
-    pub target: Value,
-    #[serde(default)]
-    pub requested_by: Identity,
-    pub created: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub steps: Vec<Step>,
-    /// On failure: which step failed and why.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// On success: what was produced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-}
-
-impl Job {
-    /// Seconds from start to end (or now).
-    pub fn duration_secs(&self) -> Option<f64> {
-        let s = self.started?;
-        let e = self.finished.unwrap_or_else(Utc::now);
-        Some((e - s).num_milliseconds() as f64 / 1000.0)
-    }
-}
+use crate::index::{Index, IndexError};
+use crate::model::{Identity, Job, JobResult, JobState, JobTarget, Step};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("job database error: {0}")]
-    Sled(#[from] sled::Error),
-    #[error("corrupt job record: {0}")]
-    Corrupt(#[from] serde_json::Error),
+    #[error(transparent)]
+    Index(#[from] IndexError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("the job queue is shut down")]
@@ -114,7 +49,7 @@ impl std::fmt::Display for WorkError {
     }
 }
 
-pub type WorkFuture = Pin<Box<dyn Future<Output = Result<Value, WorkError>> + Send>>;
+pub type WorkFuture = Pin<Box<dyn Future<Output = Result<JobResult, WorkError>> + Send>>;
 type Work = Box<dyn FnOnce(JobCtx) -> WorkFuture + Send>;
 
 struct Queued {
@@ -134,7 +69,7 @@ impl JobCtx {
     /// Starts a step (finishing the previous one as a success).
     pub fn step(&self, name: &str) {
         self.log.line(&format!("==> {name}"));
-        self.jobs.update(&self.id, |j| {
+        self.jobs.update(&self.id, false, |j| {
             let now = Utc::now();
             if let Some(last) = j.steps.last_mut() {
                 if last.state == JobState::Running {
@@ -168,7 +103,7 @@ impl JobCtx {
 }
 
 struct Shared {
-    tree: sled::Tree,
+    index: Arc<dyn Index>,
     logs: PathBuf,
     /// Paths hidden from logs and errors (see [`log::redact`]).
     redact: Arc<Vec<String>>,
@@ -192,35 +127,29 @@ fn new_id() -> String {
 }
 
 impl Jobs {
-    /// Opens the job tree, marks jobs cut off by a crash `interrupted`, and
-    /// starts `workers` worker tasks on the current tokio runtime.
+    /// Marks jobs cut off by a crash `interrupted`, and starts `workers`
+    /// worker tasks on the current tokio runtime.
     pub fn start(
-        tree: sled::Tree,
+        index: Arc<dyn Index>,
         logs: PathBuf,
         log_cap: u64,
         workers: usize,
         redact: Vec<String>,
     ) -> Result<Self, JobError> {
         std::fs::create_dir_all(&logs)?;
-        for kv in tree.iter() {
-            let (k, v) = kv?;
-            let mut job: Job = serde_json::from_slice(&v)?;
-            if !job.state.is_final() {
-                job.state = JobState::Interrupted;
-                job.finished = Some(Utc::now());
-                job.error =
-                    Some("the service stopped while this job ran; nothing was stored".into());
-                for s in job.steps.iter_mut().filter(|s| !s.state.is_final()) {
-                    s.state = JobState::Interrupted;
-                }
-                tree.insert(k, serde_json::to_vec(&job)?)?;
+        for mut job in index.unfinished_jobs()? {
+            job.state = JobState::Interrupted;
+            job.finished = Some(Utc::now());
+            job.error = Some("the service stopped while this job ran; nothing was stored".into());
+            for s in job.steps.iter_mut().filter(|s| !s.state.is_final()) {
+                s.state = JobState::Interrupted;
             }
+            index.put_job(&job, true)?;
         }
-        tree.flush()?;
         let (tx, rx) = mpsc::unbounded_channel::<Queued>();
         let jobs = Jobs {
             shared: Arc::new(Shared {
-                tree,
+                index,
                 logs,
                 log_cap,
                 redact: Arc::new(redact),
@@ -260,37 +189,26 @@ impl Jobs {
         self.shared.logs.join(format!("{id}.log"))
     }
 
-    fn put(&self, job: &Job) {
-        if let Ok(v) = serde_json::to_vec(job) {
-            if let Err(e) = self.shared.tree.insert(job.id.as_bytes(), v) {
-                tracing::error!(job = %job.id, "cannot persist job: {e}");
-            }
+    fn put(&self, job: &Job, durable: bool) {
+        if let Err(e) = self.shared.index.put_job(job, durable) {
+            tracing::error!(job = %job.id, "cannot persist job: {e}");
         }
     }
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
+    fn update(&self, id: &str, durable: bool, f: impl FnOnce(&mut Job)) {
         if let Ok(Some(mut j)) = self.get(id) {
             f(&mut j);
-            self.put(&j);
+            self.put(&j, durable);
         }
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Job>, JobError> {
-        Ok(match self.shared.tree.get(id.as_bytes())? {
-            Some(v) => Some(serde_json::from_slice(&v)?),
-            None => None,
-        })
+        Ok(self.shared.index.job(id)?)
     }
 
     /// The newest jobs first.
     pub fn list(&self, limit: usize) -> Result<Vec<Job>, JobError> {
-        self.shared
-            .tree
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|kv| Ok(serde_json::from_slice(&kv?.1)?))
-            .collect()
+        Ok(self.shared.index.jobs(limit)?)
     }
 
     /// Queues `work` unless a job for `key` is already in flight; returns
@@ -299,7 +217,7 @@ impl Jobs {
         &self,
         key: &str,
         kind: &str,
-        target: Value,
+        target: JobTarget,
         who: Identity,
         work: F,
     ) -> Result<(String, bool), JobError>
@@ -324,8 +242,7 @@ impl Jobs {
             error: None,
             result: None,
         };
-        self.put(&job);
-        self.shared.tree.flush()?;
+        self.shared.index.put_job(&job, true)?;
         let (tx, _) = watch::channel(JobState::Queued);
         if let Ok(mut live) = self.shared.live.lock() {
             live.insert(id.clone(), tx);
@@ -372,7 +289,7 @@ impl Jobs {
                 return;
             }
         };
-        self.update(&q.id, |j| {
+        self.update(&q.id, false, |j| {
             j.state = JobState::Running;
             j.started = Some(Utc::now());
         });
@@ -391,13 +308,13 @@ impl Jobs {
         self.finish(&q.id, res);
     }
 
-    fn finish(&self, id: &str, res: Result<Value, WorkError>) {
+    fn finish(&self, id: &str, res: Result<JobResult, WorkError>) {
         let state = if res.is_ok() {
             JobState::Success
         } else {
             JobState::Failed
         };
-        self.update(id, |j| {
+        self.update(id, true, |j| {
             let now = Utc::now();
             j.state = state;
             j.finished = Some(now);
@@ -412,7 +329,6 @@ impl Jobs {
                 Err(e) => j.error = Some(log::redact(&self.shared.redact, &e.to_string())),
             }
         });
-        let _ = self.shared.tree.flush();
         if let Ok(Some(j)) = self.get(id) {
             let result = if state == JobState::Success {
                 "success"

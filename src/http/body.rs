@@ -1,18 +1,78 @@
-//! Receiving a request body into a temp file: streamed, hashed on a
-//! blocking thread, capped at the configured size (413), and refused when
-//! the client stops early (nothing is kept).
+//! Request bodies: every body is read through [`IdleBody`], which fails
+//! when no bytes arrive for `http.body_idle_secs` (handlers then answer 408
+//! and drop what they had: temp files are removed on drop); uploads stream
+//! into a scratch temp file, hashed on a blocking thread and capped (413);
+//! small JSON bodies are read whole with a cap; an upload whose declared
+//! length would leave the disk below its floor is refused (507) before it
+//! is read.
 
+use std::future::Future;
 use std::io::{BufWriter, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use crate::store::BlobStore;
+use crate::components::Components;
+
+pub struct IdleBody {
+    inner: Payload,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleBody {
+    pub fn new(inner: Payload, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl Stream for IdleBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                let next = tokio::time::Instant::now() + self.idle;
+                self.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(other) => Poll::Ready(other),
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the request body sent nothing for {} s (http.body_idle_secs)",
+                        self.idle.as_secs()
+                    ),
+                ))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// Whether a request announces a body (a length above 0, or chunked).
+pub fn has_body(h: &actix_web::http::header::HeaderMap) -> bool {
+    use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    h.contains_key(TRANSFER_ENCODING)
+        || h.get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
 
 /// A fully received body.
 pub struct Received {
@@ -35,22 +95,21 @@ fn declared_length(req: &HttpRequest) -> Option<u64> {
 }
 
 /// Refuses (507) a body whose declared length would not leave
-/// `min_free` bytes free on the data directory's disk.
-pub fn check_room(req: &HttpRequest, blobs: &BlobStore, min_free: u64) -> Result<(), ApiError> {
+/// `min_free_bytes` free.
+pub fn check_room(req: &HttpRequest, components: &Components) -> Result<(), ApiError> {
     let Some(n) = declared_length(req) else {
         return Ok(());
     };
-    match crate::store::free_bytes(blobs.root()) {
-        Ok(free) if free < n.saturating_add(min_free) => Err(ApiError::new(
+    components.room_for(n).map_err(|(free, floor)| {
+        ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "insufficient_storage",
             format!(
                 "the store has {free} bytes free; a {n}-byte upload would leave less than its \
-                 floor of {min_free} (min_free_bytes): nothing stored"
+                 floor of {floor} (min_free_bytes): nothing stored"
             ),
-        )),
-        _ => Ok(()),
-    }
+        )
+    })
 }
 
 /// Largest body of the original API's JSON requests.
@@ -72,17 +131,18 @@ pub async fn read_small(mut payload: web::Payload, limit: usize) -> Result<Bytes
     Ok(buf.freeze())
 }
 
+/// Streams an upload into a scratch temp file, hashing it.
 pub async fn receive(
     req: &HttpRequest,
     mut payload: web::Payload,
-    blobs: &BlobStore,
+    scratch: &crate::store::Scratch,
     limit: u64,
 ) -> Result<Received, ApiError> {
     let declared = declared_length(req);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let file = blobs.temp_file().map_err(|e| ApiError::io(&e))?;
+    let file = scratch.temp_file().map_err(|e| ApiError::io(&e))?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Received> {
         let mut hasher = blake3::Hasher::new();

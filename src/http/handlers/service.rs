@@ -1,17 +1,33 @@
-//! Service routes: `/metrics`, `/readyz`, and the admin passes
+//! Service routes: `/healthz`, `/metrics`, `/readyz`, and the admin passes
 //! `POST /v1/admin/gc` and `POST /v1/admin/verify`.
 
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
-use super::caller::authorize;
-use super::error::ApiError;
-use super::openapi::{schema as doc, IdentityHeaders};
-use super::{blocking, AppState};
-use crate::auth::Role;
+use crate::api::{self, ErrorBody, GcAnswer, Health, OkStatus, Ready, ReadyStatus, VerifyAnswer};
+use crate::http::caller::authorize;
+use crate::http::error::ApiError;
+use crate::http::openapi::IdentityHeaders;
+use crate::http::{blocking, AppState};
 use crate::metrics::METRICS;
+use crate::model::Role;
+
+/// GET /healthz
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "service",
+    summary = "Liveness",
+    description = "The process answers.",
+    security(()),
+    responses((status = 200, description = "Alive", body = api::Health)),
+)]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: OkStatus::Ok,
+    })
+}
 
 /// GET /metrics (Prometheus text format).
 #[utoipa::path(
@@ -41,38 +57,20 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 has at least `min_free_bytes` free.",
     security(()),
     responses(
-        (status = 200, description = "Ready", body = doc::Ready),
-        (status = 503, description = "Not ready (`code` is `not_ready`)", body = doc::ErrorBody),
+        (status = 200, description = "Ready", body = api::Ready),
+        (status = 503, description = "Not ready (`code` is `not_ready`)", body = api::ErrorBody),
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let c = state.components.clone();
-    let floor = state.cfg.min_free_bytes;
-    let check = web::block(move || -> Result<(), String> {
-        c.index()
-            .meta("readyz")
-            .map_err(|e| format!("index: {e}"))?;
-        let free = crate::store::free_bytes(c.blobs().root())
-            .map_err(|e| format!("data directory: {e}"))?;
-        if free < floor {
-            return Err(format!(
-                "the data directory's disk has {free} bytes free, below min_free_bytes ({floor}): uploads and builds are refused"
-            ));
-        }
-        let f = c
-            .blobs()
-            .temp_file()
-            .map_err(|e| format!("data directory: {e}"))?;
-        drop(f);
-        Ok(())
-    })
-    .await;
+    let check = web::block(move || c.ready()).await;
+    let fail = |e: String| HttpResponse::ServiceUnavailable().json(ErrorBody::new("not_ready", e));
     match check {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready"})),
-        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "error", "errorMessage": e, "code": "not_ready"})),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "error", "errorMessage": e.to_string(), "code": "not_ready"})),
+        Ok(Ok(())) => HttpResponse::Ok().json(Ready {
+            status: ReadyStatus::Ready,
+        }),
+        Ok(Err(e)) => fail(e),
+        Err(e) => fail(e.to_string()),
     }
 }
 
@@ -87,9 +85,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 (older than `gc.grace_secs`).",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "What was done", body = doc::GcAnswer),
-        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
-        (status = 403, description = "Not an admin key", body = doc::ErrorBody),
+        (status = 200, description = "What was done", body = api::GcAnswer),
+        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key", body = api::ErrorBody),
     ),
 )]
 pub async fn gc(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -100,9 +98,10 @@ pub async fn gc(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         Duration::from_secs(state.cfg.gc.grace_secs),
     );
     let report = blocking(move || crate::gc::collect(&c, &rules, grace)).await?;
-    let mut v = serde_json::to_value(report).unwrap_or_default();
-    v["status"] = json!("ok");
-    Ok(HttpResponse::Ok().json(v))
+    Ok(HttpResponse::Ok().json(GcAnswer {
+        status: OkStatus::Ok,
+        report,
+    }))
 }
 
 /// POST /v1/admin/verify: re-hash every blob, quarantine corrupt ones.
@@ -116,9 +115,9 @@ pub async fn gc(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
 entries whose blob is missing.",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "What was found", body = doc::VerifyAnswer),
-        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
-        (status = 403, description = "Not an admin key", body = doc::ErrorBody),
+        (status = 200, description = "What was found", body = api::VerifyAnswer),
+        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key", body = api::ErrorBody),
     ),
 )]
 pub async fn verify(
@@ -127,9 +126,9 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Admin)?;
     let c = state.components.clone();
-    let q = state.cfg.data_dir.join("quarantine");
-    let report = blocking(move || crate::gc::verify(&c, q)).await?;
-    let mut v = serde_json::to_value(report).unwrap_or_default();
-    v["status"] = json!("ok");
-    Ok(HttpResponse::Ok().json(v))
+    let report = blocking(move || crate::gc::verify(&c)).await?;
+    Ok(HttpResponse::Ok().json(VerifyAnswer {
+        status: OkStatus::Ok,
+        report,
+    }))
 }

@@ -1,73 +1,24 @@
 //! REST handlers for components: `/v1/components/...` and `/v1/blobs/...`.
-//! Thin: extract, call [`crate::components::Components`], map the answer.
+//! Thin: extract, call [`crate::components::Components`], answer.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
-use super::caller::{authorize, identity};
-use super::error::ApiError;
-use super::files::{self, FileSpec};
-use super::openapi::{schema as doc, IdentityHeaders};
-use super::{blocking, upload, AppState};
-use crate::auth::Role;
-use crate::components::{ComponentError, PutRequest, Stored};
-use crate::model::{ComponentKey, Record};
-
-pub const ZSTD: &str = "application/zstd";
-pub const GZIP: &str = "application/gzip";
-
-/// The base URL clients should use for links in answers: `public_url`,
-/// else the request's own `Host`. `Forwarded` / `X-Forwarded-*` headers are
-/// believed only from `http.trusted_proxies`.
-pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
-    if let Some(u) = &state.cfg.public_url {
-        return u.trim_end_matches('/').to_owned();
-    }
-    let proxied = req.peer_addr().is_some_and(|p| {
-        state
-            .cfg
-            .http
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&p.ip()))
-    });
-    if proxied {
-        let ci = req.connection_info();
-        return format!("{}://{}", ci.scheme(), ci.host());
-    }
-    let host = req
-        .headers()
-        .get(actix_web::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| req.app_config().host().to_owned());
-    let scheme = if req.app_config().secure() {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
-}
-
-/// A record as answered to clients, with links.
-pub fn record_json(rec: &Record, base: &str) -> Value {
-    let path = format!("/v1/components/{}/{}/{}", rec.component, rec.tag, rec.arch);
-    let mut v = serde_json::to_value(rec).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("path".into(), json!(path));
-        m.insert("download_url".into(), json!(format!("{base}{path}")));
-        m.insert(
-            "blob_url".into(),
-            json!(format!("{base}/v1/blobs/{}", rec.blake3)),
-        );
-        m.insert("info_url".into(), json!(format!("{base}{path}/info")));
-    }
-    v
-}
+use crate::api::{
+    self, ComponentList, ComponentVersions, DeletedAnswer, DeletedStatus, MissingAnswer,
+    MissingRequest, OkStatus,
+};
+use crate::components::PutRequest;
+use crate::http::body;
+use crate::http::caller::{authorize, identity};
+use crate::http::error::ApiError;
+use crate::http::jobs::build_on_miss;
+use crate::http::openapi::IdentityHeaders;
+use crate::http::respond::{self, parse_format, Encoding};
+use crate::http::{blocking, AppState};
+use crate::model::{ComponentKey, Role};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -88,71 +39,6 @@ pub struct DownloadQuery {
     /// `missing`: build the component when it is not stored (and its URL is
     /// known); `never` (default): answer 404.
     build: Option<String>,
-}
-
-/// Which encoding a download asks for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Encoding {
-    Zstd,
-    Gzip,
-}
-
-pub fn parse_format(f: &str) -> Result<Encoding, ApiError> {
-    match f.to_ascii_lowercase().as_str() {
-        "tar.zst" | "zst" | "zstd" | "tar.zstd" => Ok(Encoding::Zstd),
-        "tar.gz" | "gz" | "gzip" | "tgz" => Ok(Encoding::Gzip),
-        other => Err(ApiError::bad_request(format!(
-            "unknown format '{other}' (tar.zst or tar.gz)"
-        ))),
-    }
-}
-
-/// Streams the stored component in the asked encoding.
-pub async fn serve_component(
-    state: &AppState,
-    req: &HttpRequest,
-    rec: &Record,
-    enc: Encoding,
-    filename: String,
-) -> Result<HttpResponse, ApiError> {
-    // for the retention rule "keep what was downloaded recently"
-    if let Err(e) = state.components.index().note_download(&rec.key()) {
-        tracing::warn!("cannot note a download: {e}");
-    }
-    match enc {
-        Encoding::Zstd => {
-            let path = state
-                .components
-                .blobs()
-                .path_hex(&rec.blake3)
-                .ok_or_else(|| ApiError::internal("corrupt blob reference"))?;
-            files::serve(
-                req,
-                FileSpec {
-                    path,
-                    etag: rec.blake3.clone(),
-                    content_type: ZSTD,
-                    filename: Some(filename),
-                    immutable: false,
-                },
-            )
-        }
-        Encoding::Gzip => {
-            let c = state.components.clone();
-            let hex = rec.blake3.clone();
-            let (path, gz) = blocking(move || c.gzip_blob(&hex)).await?;
-            files::serve(
-                req,
-                FileSpec {
-                    path,
-                    etag: gz,
-                    content_type: GZIP,
-                    filename: Some(filename),
-                    immutable: false,
-                },
-            )
-        }
-    }
 }
 
 fn key_of(state: &AppState, p: &KeyPath) -> Result<ComponentKey, ApiError> {
@@ -184,19 +70,19 @@ the answer waits up to `build.on_miss_wait_secs`, then is 202 with the job.",
             ("Accept-Ranges" = String, description = "`bytes`"),
             ("Cache-Control" = String, description = "`no-cache`: revalidate with If-None-Match"),
         )),
-        (status = 202, description = "`build=missing`: the build was queued and has not ended yet", body = doc::JobAccepted),
+        (status = 202, description = "`build=missing`: the build was queued and has not ended yet", body = api::JobAccepted),
         (status = 206, description = "The asked range", content(("application/zstd"), ("application/gzip")), headers(
             ("Content-Range" = String, description = "`bytes first-last/size`"),
         )),
         (status = 304, description = "Not modified: `If-None-Match` matches the ETag"),
-        (status = 400, description = "Invalid name, `format` or `build`", body = doc::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
-        (status = 404, description = "Not stored (and not buildable with `build=missing`)", body = doc::ErrorBody),
-        (status = 416, description = "The range is outside the file", body = doc::ErrorBody, headers(
+        (status = 400, description = "Invalid name, `format` or `build`", body = api::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 404, description = "Not stored (and not buildable with `build=missing`)", body = api::ErrorBody),
+        (status = 416, description = "The range is outside the file", body = api::ErrorBody, headers(
             ("Content-Range" = String, description = "`bytes */size`"),
         )),
-        (status = 422, description = "`build=missing`: the build failed", body = doc::BuildFailed),
-        (status = 503, description = "`build=missing`: the build was interrupted", body = doc::BuildFailed),
+        (status = 422, description = "`build=missing`: the build failed", body = api::BuildFailed),
+        (status = 503, description = "`build=missing`: the build was interrupted", body = api::BuildFailed),
     ),
 )]
 pub async fn download(
@@ -216,8 +102,8 @@ pub async fn download(
     match q.build.as_deref() {
         None | Some("never") => {}
         Some("missing") => {
-            if !state.components.index().contains(&key)? {
-                if let Some(resp) = super::builds::build_on_miss(&state, &req, &key).await? {
+            if !state.components.contains(&key)? {
+                if let Some(resp) = build_on_miss(&state, &req, &key).await? {
                     return Ok(resp);
                 }
             }
@@ -230,14 +116,15 @@ pub async fn download(
     }
     let found = state.components.find(&key);
     crate::metrics::cache("component", found.is_ok());
-    let (rec, _) = found?;
-    let ext = if enc == Encoding::Zstd {
-        "tar.zst"
-    } else {
-        "tar.gz"
-    };
-    let name = format!("{}-{}-{}.{ext}", rec.component, rec.tag, rec.arch);
-    serve_component(&state, &req, &rec, enc, name).await
+    let rec = found?;
+    let name = format!(
+        "{}-{}-{}.{}",
+        rec.component,
+        rec.tag,
+        rec.arch,
+        enc.extension()
+    );
+    respond::component(&state, &req, &rec, enc, name).await
 }
 
 /// GET /v1/components/{component}/{tag}/{arch}/info
@@ -250,10 +137,10 @@ pub async fn download(
     params(KeyPath),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Found (`status` is `found`)", body = doc::ComponentAnswer),
-        (status = 400, description = "Invalid name", body = doc::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
-        (status = 404, description = "Not stored", body = doc::ErrorBody),
+        (status = 200, description = "Found (`status` is `found`)", body = api::ComponentAnswer),
+        (status = 400, description = "Invalid name", body = api::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 404, description = "Not stored", body = api::ErrorBody),
     ),
 )]
 pub async fn info(
@@ -263,29 +150,7 @@ pub async fn info(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
     let key = key_of(&state, &path)?;
-    let raw = state.components.index().raw(&key)?;
-    crate::metrics::cache("component", raw.is_some());
-    let raw = raw.ok_or_else(|| ApiError::from(ComponentError::NotFound(key.clone())))?;
-    let base = base_url(&state, &req);
-    let body = match state.info_cache.get(&key, &base, raw.as_bytes()) {
-        Some(body) => body,
-        None => {
-            let rec = raw.decode()?;
-            let body = serde_json::to_vec(&json!({
-                "status": "found",
-                "component": record_json(&rec, &base),
-            }))
-            .map_err(ApiError::internal)?;
-            let body = bytes::Bytes::from(body);
-            state
-                .info_cache
-                .put(key, base, raw.as_bytes(), body.clone());
-            body
-        }
-    };
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    respond::component_info(&state, &req, &key)
 }
 
 #[derive(Deserialize, Default, IntoParams)]
@@ -294,19 +159,6 @@ pub struct PutQuery {
     /// Replace a tag stored with other content (admin key only).
     #[serde(default)]
     overwrite: bool,
-}
-
-/// The answer to a successful store: 201 when new, 200 when already there.
-pub fn stored_response(state: &AppState, req: &HttpRequest, s: &Stored) -> HttpResponse {
-    let (status, word) = if s.created {
-        (StatusCode::CREATED, "created")
-    } else {
-        (StatusCode::OK, "unchanged")
-    };
-    HttpResponse::build(status).json(json!({
-        "status": word,
-        "component": record_json(&s.record, &base_url(state, req)),
-    }))
 }
 
 /// PUT /v1/components/{component}/{tag}/{arch}
@@ -334,14 +186,14 @@ checked (400 on mismatch); with an empty body, the stored blob to deploy."),
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = doc::ComponentAnswer),
-        (status = 201, description = "Stored (`status` is `created`)", body = doc::ComponentAnswer),
-        (status = 400, description = "Invalid name or archive, checksum mismatch, or an empty body without `X-Checksum-Blake3`", body = doc::ErrorBody),
-        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
-        (status = 403, description = "The key's role is too small (write; admin for `overwrite`)", body = doc::ErrorBody),
-        (status = 404, description = "Checksum deploy: no blob with that hash", body = doc::ErrorBody),
-        (status = 409, description = "The tag is stored with other content", body = doc::ErrorBody),
-        (status = 413, description = "Larger than `max_upload_bytes` (or unpacks to more than `max_unpacked_bytes`)", body = doc::ErrorBody),
+        (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = api::ComponentAnswer),
+        (status = 201, description = "Stored (`status` is `created`)", body = api::ComponentAnswer),
+        (status = 400, description = "Invalid name or archive, checksum mismatch, or an empty body without `X-Checksum-Blake3`", body = api::ErrorBody),
+        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
+        (status = 403, description = "The key's role is too small (write; admin for `overwrite`)", body = api::ErrorBody),
+        (status = 404, description = "Checksum deploy: no blob with that hash", body = api::ErrorBody),
+        (status = 409, description = "The tag is stored with other content", body = api::ErrorBody),
+        (status = 413, description = "Larger than `max_upload_bytes` (or unpacks to more than `max_unpacked_bytes`)", body = api::ErrorBody),
     ),
 )]
 pub async fn put(
@@ -369,11 +221,11 @@ pub async fn put(
                 })?,
         ),
     };
-    upload::check_room(&req, state.components.blobs(), state.cfg.min_free_bytes)?;
-    let body = upload::receive(
+    body::check_room(&req, &state.components)?;
+    let body = body::receive(
         &req,
         payload,
-        state.components.blobs(),
+        state.components.scratch(),
         state.cfg.max_upload_bytes,
     )
     .await?;
@@ -399,7 +251,7 @@ pub async fn put(
         stored
     };
     tracing::info!(key = %key, blake3 = %stored.record.blake3, created = stored.created, by = %who.name, "stored");
-    Ok(stored_response(&state, &req, &stored))
+    Ok(respond::stored(&state, &req, stored))
 }
 
 /// DELETE /v1/components/{component}/{tag}/{arch} (admin): drops the index
@@ -413,11 +265,11 @@ pub async fn put(
     params(KeyPath, IdentityHeaders),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Deleted: the record that was dropped", body = doc::DeletedAnswer),
-        (status = 400, description = "Invalid name", body = doc::ErrorBody),
-        (status = 401, description = "No or invalid API key", body = doc::ErrorBody),
-        (status = 403, description = "Not an admin key", body = doc::ErrorBody),
-        (status = 404, description = "Not stored", body = doc::ErrorBody),
+        (status = 200, description = "Deleted: the record that was dropped", body = api::DeletedAnswer),
+        (status = 400, description = "Invalid name", body = api::ErrorBody),
+        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key", body = api::ErrorBody),
+        (status = 404, description = "Not stored", body = api::ErrorBody),
     ),
 )]
 pub async fn delete(
@@ -429,7 +281,10 @@ pub async fn delete(
     let key = key_of(&state, &path)?;
     let c = state.components.clone();
     let rec = blocking(move || c.delete(&key)).await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "deleted", "component": rec})))
+    Ok(HttpResponse::Ok().json(DeletedAnswer {
+        status: DeletedStatus::Deleted,
+        component: rec,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -458,9 +313,9 @@ const MAX_PAGE: usize = 1000;
     params(ListQuery),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "A page", body = doc::ComponentList),
-        (status = 400, description = "Invalid `after` or query", body = doc::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
+        (status = 200, description = "A page", body = api::ComponentList),
+        (status = 400, description = "Invalid `after` or query", body = api::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
     ),
 )]
 pub async fn list(
@@ -481,15 +336,18 @@ pub async fn list(
         }
     };
     let recs = state.components.list(&q.prefix, after.as_ref(), limit)?;
-    let base = base_url(&state, &req);
+    let base = respond::base_url(&state, &req);
     let next = (recs.len() == limit)
         .then(|| recs.last().map(|r| r.key().display_path()))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "components": recs.iter().map(|r| record_json(r, &base)).collect::<Vec<_>>(),
-        "next": next,
-    })))
+    Ok(HttpResponse::Ok().json(ComponentList {
+        status: OkStatus::Ok,
+        components: recs
+            .into_iter()
+            .map(|r| api::ComponentRecord::new(r, &base))
+            .collect(),
+        next,
+    }))
 }
 
 /// GET /v1/components/{component}: every tag and arch of one component.
@@ -502,10 +360,10 @@ pub async fn list(
     params(("component" = String, Path, description = "The component, e.g. `asyn`.")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Its versions", body = doc::ComponentVersions),
-        (status = 400, description = "Invalid name", body = doc::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
-        (status = 404, description = "No stored version", body = doc::ErrorBody),
+        (status = 200, description = "Its versions", body = api::ComponentVersions),
+        (status = 400, description = "Invalid name", body = api::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 404, description = "No stored version", body = api::ErrorBody),
     ),
 )]
 pub async fn versions(
@@ -520,30 +378,15 @@ pub async fn versions(
             "component {path} has no stored versions"
         )));
     }
-    let base = base_url(&state, &req);
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "component": path.as_str(),
-        "versions": recs.iter().map(|r| record_json(r, &base)).collect::<Vec<_>>(),
-    })))
-}
-
-/// One component asked about.
-#[derive(Deserialize, ToSchema)]
-pub struct WantedItem {
-    component: String,
-    tag: String,
-    /// The architecture (alias `architecture`); absent: the configured `default_arch`.
-    #[serde(alias = "architecture")]
-    arch: Option<String>,
-}
-
-/// The components to check: a list, or `{"components": [...]}`.
-#[derive(Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum MissingBody {
-    List(Vec<WantedItem>),
-    Wrapped { components: Vec<WantedItem> },
+    let base = respond::base_url(&state, &req);
+    Ok(HttpResponse::Ok().json(ComponentVersions {
+        status: OkStatus::Ok,
+        component: path.into_inner(),
+        versions: recs
+            .into_iter()
+            .map(|r| api::ComponentRecord::new(r, &base))
+            .collect(),
+    }))
 }
 
 const MAX_MISSING: usize = 10_000;
@@ -555,25 +398,23 @@ const MAX_MISSING: usize = 10_000;
     tag = "components",
     summary = "Which of these are not stored",
     description = "One request for a whole dependency tree (at most 10000 components).",
-    request_body(content = MissingBody, content_type = "application/json",
+    request_body(content = MissingRequest, content_type = "application/json",
         example = json!({"components": [{"component": "asyn", "tag": "R4.39", "arch": "rocky9"}, {"component": "epics-base", "tag": "R7.0.8", "arch": "rocky9"}]})),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The ones not stored", body = doc::MissingAnswer),
-        (status = 400, description = "Invalid JSON or name", body = doc::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
-        (status = 413, description = "More than 10000 components", body = doc::ErrorBody),
+        (status = 200, description = "The ones not stored", body = api::MissingAnswer),
+        (status = 400, description = "Invalid JSON or name", body = api::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 413, description = "More than 10000 components", body = api::ErrorBody),
     ),
 )]
 pub async fn missing(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<MissingBody>,
+    body: web::Json<MissingRequest>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
-    let items = match body.into_inner() {
-        MissingBody::List(v) | MissingBody::Wrapped { components: v } => v,
-    };
+    let items = body.items();
     if items.len() > MAX_MISSING {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -590,11 +431,11 @@ pub async fn missing(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let missing = state.components.missing(&keys)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "checked": keys.len(),
-        "missing": missing,
-    })))
+    Ok(HttpResponse::Ok().json(MissingAnswer {
+        status: OkStatus::Ok,
+        checked: keys.len(),
+        missing,
+    }))
 }
 
 /// GET/HEAD /v1/blobs/{blake3}: a blob by content; never changes.
@@ -621,10 +462,10 @@ Supports `Range`, `If-None-Match` and `If-Range`.",
             ("Content-Range" = String, description = "`bytes first-last/size`"),
         )),
         (status = 304, description = "Not modified: `If-None-Match` matches"),
-        (status = 400, description = "Not 64 hex characters", body = doc::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = doc::ErrorBody),
-        (status = 404, description = "No such blob", body = doc::ErrorBody),
-        (status = 416, description = "The range is outside the file", body = doc::ErrorBody),
+        (status = 400, description = "Not 64 hex characters", body = api::ErrorBody),
+        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 404, description = "No such blob", body = api::ErrorBody),
+        (status = 416, description = "The range is outside the file", body = api::ErrorBody),
     ),
 )]
 pub async fn blob(
@@ -634,25 +475,7 @@ pub async fn blob(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Read)?;
     let hex = path.to_ascii_lowercase();
-    let p =
-        state.components.blobs().path_hex(&hex).ok_or_else(|| {
-            ApiError::bad_request("a blob is named by its blake3: 64 hex characters")
-        })?;
-    if !p.is_file() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "blob_not_found",
-            format!("no blob {hex}"),
-        ));
-    }
-    files::serve(
-        &req,
-        FileSpec {
-            path: p,
-            etag: hex.clone(),
-            content_type: "application/octet-stream",
-            filename: None,
-            immutable: true,
-        },
-    )
+    let c = state.components.clone();
+    let blob = blocking(move || c.blob(&hex)).await?;
+    respond::blob_file(&req, blob, "application/octet-stream", None, true)
 }

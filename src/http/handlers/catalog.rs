@@ -4,7 +4,7 @@
 
 use actix_web::HttpResponse;
 
-const INDEX_HTML: &str = include_str!("assets/index.html");
+const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 /// The page may load nothing from elsewhere and talk only to this service.
 const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
@@ -21,3 +21,33 @@ pub async fn index() -> HttpResponse {
         .insert_header(("Referrer-Policy", "no-referrer"))
         .body(INDEX_HTML)
 }
+
+// `/` and `/index.html` are served by `index`; documented as two
+// operations (one per path), by these two items that nothing calls.
+
+/// The web catalog
+///
+/// A read-only page (HTML, CSS and JS, no external resources) that lists
+/// components, images and recent jobs through the JSON API.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "The HTML page", content_type = "text/html")),
+)]
+#[allow(dead_code)]
+pub fn catalog() {}
+
+/// The web catalog (as `/index.html`)
+///
+/// The same page as `/`.
+#[utoipa::path(
+    get,
+    path = "/index.html",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "The HTML page", content_type = "text/html")),
+)]
+#[allow(dead_code)]
+pub fn catalog_index_html() {}

@@ -1,0 +1,130 @@
+//! Component answers: a record with its links, lists, the missing-check.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::OkStatus;
+use crate::model::{ComponentKey, Record};
+
+/// A component record as answered, with its links.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ComponentRecord {
+    #[serde(flatten)]
+    pub record: Record,
+    /// `/v1/components/{component}/{tag}/{arch}`
+    pub path: String,
+    /// The download (`public_url`, or this request's host, plus `path`).
+    pub download_url: String,
+    /// The blob by content: never changes.
+    pub blob_url: String,
+    /// The record.
+    pub info_url: String,
+}
+
+impl ComponentRecord {
+    /// The record with links under `base` (e.g. `http://host:8080`).
+    pub fn new(record: Record, base: &str) -> Self {
+        let path = format!(
+            "/v1/components/{}/{}/{}",
+            record.component, record.tag, record.arch
+        );
+        Self {
+            download_url: format!("{base}{path}"),
+            blob_url: format!("{base}/v1/blobs/{}", record.blake3),
+            info_url: format!("{base}{path}/info"),
+            path,
+            record,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentStatus {
+    Found,
+    Created,
+    Unchanged,
+}
+
+/// One component: `found` (a lookup), `created` (201) or `unchanged` (200:
+/// the same content was already stored).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ComponentAnswer {
+    #[schema(inline)]
+    pub status: ComponentStatus,
+    pub component: ComponentRecord,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletedStatus {
+    Deleted,
+}
+
+/// The index entry that was dropped (its blob stays until garbage collection).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeletedAnswer {
+    #[schema(inline)]
+    pub status: DeletedStatus,
+    pub component: Record,
+}
+
+/// A page of components, ordered by component/tag/arch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ComponentList {
+    #[schema(inline)]
+    pub status: OkStatus,
+    pub components: Vec<ComponentRecord>,
+    /// When the page is full: pass it as `after` for the next page.
+    pub next: Option<String>,
+}
+
+/// Every tag and architecture of one component.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ComponentVersions {
+    #[schema(inline)]
+    pub status: OkStatus,
+    pub component: String,
+    pub versions: Vec<ComponentRecord>,
+}
+
+/// One component asked about.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WantedItem {
+    pub component: String,
+    pub tag: String,
+    /// The architecture (alias `architecture`); absent: the configured `default_arch`.
+    #[serde(
+        alias = "architecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub arch: Option<String>,
+}
+
+/// The components to check: a list, or `{"components": [...]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum MissingRequest {
+    List(Vec<WantedItem>),
+    Object { components: Vec<WantedItem> },
+}
+
+impl MissingRequest {
+    pub fn items(&self) -> &[WantedItem] {
+        match self {
+            MissingRequest::List(v) => v,
+            MissingRequest::Object { components } => components,
+        }
+    }
+}
+
+/// Which of the asked components are not stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MissingAnswer {
+    #[schema(inline)]
+    pub status: OkStatus,
+    /// How many were asked about.
+    pub checked: usize,
+    pub missing: Vec<ComponentKey>,
+}

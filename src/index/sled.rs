@@ -1,0 +1,370 @@
+//! The embedded index: sled trees `components` (`component\0tag\0arch` ->
+//! JSON [`Record`]), `derived` (`<blake3>\0<kind>` -> blake3), `downloads`
+//! (key -> unix seconds), `images`, `jobs` (id -> JSON [`Job`]; ids sort by
+//! time) and `meta`.
+//!
+//! Reads are in-memory lookups; record writes are compare-and-swap per key
+//! and flushed (fsync) before returning.
+
+use std::ops::Bound;
+use std::path::Path;
+
+use super::{decode, encode, Index, IndexError, PutOutcome, RawRecord, Result};
+use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
+
+impl From<::sled::Error> for IndexError {
+    fn from(e: ::sled::Error) -> Self {
+        match &e {
+            ::sled::Error::Io(io) if crate::store::is_disk_full(io) => IndexError::DiskFull,
+            _ => IndexError::Db(e.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SledIndex {
+    db: ::sled::Db,
+    components: ::sled::Tree,
+    derived: ::sled::Tree,
+    downloads: ::sled::Tree,
+    images: ::sled::Tree,
+    jobs: ::sled::Tree,
+    meta: ::sled::Tree,
+}
+
+fn key_bytes(k: &ComponentKey) -> Vec<u8> {
+    let mut v = Vec::with_capacity(k.component.len() + k.tag.len() + k.arch.len() + 2);
+    v.extend_from_slice(k.component.as_bytes());
+    v.push(0);
+    v.extend_from_slice(k.tag.as_bytes());
+    v.push(0);
+    v.extend_from_slice(k.arch.as_bytes());
+    v
+}
+
+fn image_key_bytes(k: &ImageKey) -> Vec<u8> {
+    format!(
+        "{}\0{}\0{}",
+        k.component,
+        k.branch.as_deref().unwrap_or(""),
+        k.arch
+    )
+    .into_bytes()
+}
+
+fn show(k: &[u8]) -> String {
+    String::from_utf8_lossy(k).replace('\0', "/")
+}
+
+fn raw(v: ::sled::IVec) -> RawRecord {
+    RawRecord(bytes::Bytes::from_owner(v))
+}
+
+impl SledIndex {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = ::sled::Config::new()
+            .path(path)
+            .cache_capacity(16 << 20)
+            .flush_every_ms(Some(500))
+            .open()?;
+        Ok(Self {
+            components: db.open_tree("components")?,
+            derived: db.open_tree("derived")?,
+            downloads: db.open_tree("downloads")?,
+            images: db.open_tree("images")?,
+            jobs: db.open_tree("jobs")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+}
+
+impl Index for SledIndex {
+    fn get(&self, key: &ComponentKey) -> Result<Option<Record>> {
+        let k = key_bytes(key);
+        self.components
+            .get(&k)?
+            .map(|v| decode(&show(&k), &v))
+            .transpose()
+    }
+
+    fn raw(&self, key: &ComponentKey) -> Result<Option<RawRecord>> {
+        Ok(self.components.get(key_bytes(key))?.map(raw))
+    }
+
+    fn contains(&self, key: &ComponentKey) -> Result<bool> {
+        Ok(self.components.contains_key(key_bytes(key))?)
+    }
+
+    fn put(&self, rec: &Record, overwrite: bool) -> Result<PutOutcome> {
+        let k = key_bytes(&rec.key());
+        let new = encode(&show(&k), rec)?;
+        loop {
+            let old = self.components.get(&k)?;
+            let outcome = match &old {
+                None => PutOutcome::Created,
+                Some(v) => {
+                    let existing: Record = decode(&show(&k), v)?;
+                    if existing.blake3 == rec.blake3 {
+                        return Ok(PutOutcome::Unchanged(existing));
+                    }
+                    if !overwrite {
+                        return Ok(PutOutcome::Conflict(existing));
+                    }
+                    PutOutcome::Replaced(existing)
+                }
+            };
+            if self
+                .components
+                .compare_and_swap(&k, old, Some(new.clone()))?
+                .is_ok()
+            {
+                self.db.flush()?;
+                return Ok(outcome);
+            }
+        }
+    }
+
+    fn remove(&self, key: &ComponentKey) -> Result<Option<Record>> {
+        let k = key_bytes(key);
+        let old = self.components.remove(&k)?;
+        self.db.flush()?;
+        old.map(|v| decode(&show(&k), &v)).transpose()
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<&ComponentKey>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        let start = match after {
+            Some(a) => Bound::Excluded(key_bytes(a)),
+            None => Bound::Included(prefix.as_bytes().to_vec()),
+        };
+        let mut out = Vec::new();
+        for kv in self.components.range((start, Bound::Unbounded)) {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push(decode(&show(&k), &v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn versions(&self, component: &str) -> Result<Vec<Record>> {
+        let mut p = component.as_bytes().to_vec();
+        p.push(0);
+        self.components
+            .scan_prefix(&p)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&show(&k), &v)
+            })
+            .collect()
+    }
+
+    fn all(&self) -> Box<dyn Iterator<Item = Result<Record>> + '_> {
+        Box::new(self.components.iter().map(|kv| {
+            let (k, v) = kv?;
+            decode(&show(&k), &v)
+        }))
+    }
+
+    fn component_count(&self) -> Result<u64> {
+        Ok(self.components.len() as u64)
+    }
+
+    fn derived(&self, source: &str, kind: &str) -> Result<Option<String>> {
+        let k = format!("{source}\0{kind}");
+        Ok(self
+            .derived
+            .get(k.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_derived(&self, source: &str, kind: &str, blob: &str) -> Result<()> {
+        let k = format!("{source}\0{kind}");
+        self.derived.insert(k.as_bytes(), blob.as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn remove_derived(&self, source: &str) -> Result<()> {
+        let mut p = source.as_bytes().to_vec();
+        p.push(0);
+        for k in self.derived.scan_prefix(&p).keys() {
+            self.derived.remove(k?)?;
+        }
+        Ok(())
+    }
+
+    fn drop_derived_target(&self, blob: &str) -> Result<()> {
+        for kv in self.derived.iter() {
+            let (k, v) = kv?;
+            if v.as_ref() == blob.as_bytes() {
+                self.derived.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At most one write an hour per key.
+    fn note_download(&self, key: &ComponentKey) -> Result<()> {
+        let now = chrono::Utc::now().timestamp();
+        let k = key_bytes(key);
+        if let Some(v) = self.downloads.get(&k)? {
+            if let Ok(b) = <[u8; 8]>::try_from(v.as_ref()) {
+                if now - i64::from_be_bytes(b) < 3600 {
+                    return Ok(());
+                }
+            }
+        }
+        self.downloads.insert(k, &now.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn last_download(&self, key: &ComponentKey) -> Result<Option<i64>> {
+        Ok(self
+            .downloads
+            .get(key_bytes(key))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
+    }
+
+    fn image_raw(&self, key: &ImageKey) -> Result<Option<RawRecord>> {
+        Ok(self.images.get(image_key_bytes(key))?.map(raw))
+    }
+
+    fn image(&self, key: &ImageKey) -> Result<Option<ImageRecord>> {
+        self.images
+            .get(image_key_bytes(key))?
+            .map(|v| decode(&key.to_string(), &v))
+            .transpose()
+    }
+
+    fn put_image(&self, rec: &ImageRecord) -> Result<()> {
+        let key = ImageKey {
+            component: rec.component.clone(),
+            branch: rec.branch.clone(),
+            arch: rec.arch.clone(),
+        };
+        let v = encode(&key.to_string(), rec)?;
+        self.images.insert(image_key_bytes(&key), v)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn images(&self, prefix: &str, limit: usize) -> Result<Vec<ImageRecord>> {
+        self.images
+            .scan_prefix(prefix.as_bytes())
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&show(&k), &v)
+            })
+            .collect()
+    }
+
+    fn job(&self, id: &str) -> Result<Option<Job>> {
+        self.jobs
+            .get(id.as_bytes())?
+            .map(|v| decode(id, &v))
+            .transpose()
+    }
+
+    fn put_job(&self, job: &Job, durable: bool) -> Result<()> {
+        self.jobs.insert(job.id.as_bytes(), encode(&job.id, job)?)?;
+        if durable {
+            self.jobs.flush()?;
+        }
+        Ok(())
+    }
+
+    fn jobs(&self, limit: usize) -> Result<Vec<Job>> {
+        self.jobs
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&show(&k), &v)
+            })
+            .collect()
+    }
+
+    fn unfinished_jobs(&self) -> Result<Vec<Job>> {
+        let mut out = Vec::new();
+        for kv in self.jobs.iter() {
+            let (k, v) = kv?;
+            let job: Job = decode(&show(&k), &v)?;
+            if !job.state.is_final() {
+                out.push(job);
+            }
+        }
+        Ok(out)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.meta.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn rec(c: &str, t: &str, a: &str, h: &str) -> Record {
+        Record {
+            component: c.into(),
+            tag: t.into(),
+            arch: a.into(),
+            blake3: h.into(),
+            size: 1,
+            created: Utc::now(),
+            uploaded_by: Default::default(),
+            source: None,
+            dependencies: vec![],
+        }
+    }
+
+    #[test]
+    fn put_conflict_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = SledIndex::open(dir.path()).unwrap();
+        assert_eq!(
+            ix.put(&rec("a", "1", "x", "h1"), false).unwrap(),
+            PutOutcome::Created
+        );
+        assert!(matches!(
+            ix.put(&rec("a", "1", "x", "h1"), false).unwrap(),
+            PutOutcome::Unchanged(_)
+        ));
+        assert!(matches!(
+            ix.put(&rec("a", "1", "x", "h2"), false).unwrap(),
+            PutOutcome::Conflict(_)
+        ));
+        assert!(matches!(
+            ix.put(&rec("a", "1", "x", "h2"), true).unwrap(),
+            PutOutcome::Replaced(_)
+        ));
+        ix.put(&rec("ab", "1", "x", "h3"), false).unwrap();
+        ix.put(&rec("b", "1", "x", "h4"), false).unwrap();
+        assert_eq!(ix.list("a", None, 10).unwrap().len(), 2);
+        let first = ix.list("", None, 1).unwrap();
+        let next = ix.list("", Some(&first[0].key()), 10).unwrap();
+        assert_eq!(next.len(), 2);
+        assert_eq!(ix.versions("a").unwrap().len(), 1);
+    }
+}

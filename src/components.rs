@@ -261,10 +261,12 @@ impl Components {
             .ok_or_else(|| ComponentError::BlobNotFound(hex.clone()))?;
         match self.blob_top_dir(&hash) {
             Some(top) if top == key.tag => {}
-            Some(top) => return Err(ComponentError::BadRequest(format!(
+            Some(top) => {
+                return Err(ComponentError::BadRequest(format!(
                 "blob {hex} holds the directory '{top}/', not '{}/': upload the tarball instead",
                 key.tag
-            ))),
+            )))
+            }
             None => return Err(ComponentError::BlobNotFound(hex)),
         }
         self.blobs.touch(&hash);

@@ -74,24 +74,6 @@ fn info(s: &Server, c: &str) -> Value {
         .clone()
 }
 
-fn wait_job(s: &Server, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let v: Value = client()
-            .get(s.url(&format!("/v1/jobs/{id}")))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let st = v["job"]["state"].as_str().unwrap().to_owned();
-        if st != "queued" && st != "running" {
-            return v["job"].clone();
-        }
-        assert!(Instant::now() < deadline, "job {id} did not end");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn chain_of_three_with_a_diamond_over_git_daemon() {
     let names = ["base", "mid-a", "mid-b", "top"];

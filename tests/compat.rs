@@ -215,18 +215,6 @@ fn downloaded_gz(dir: &Path, tag: &str) -> Vec<u8> {
     bytes
 }
 
-fn json_of(r: reqwest::blocking::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let body = r.bytes().expect("body");
-    let v = serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "status {status}: not JSON ({e}): {:?}",
-            String::from_utf8_lossy(&body)
-        )
-    });
-    (status, v)
-}
-
 /// `PUT /component` as the scripts send it, straight from Rust (no key).
 fn put_component(s: &Server, component: &str, tag: &str, path: &Path) -> (u16, Value) {
     json_of(
@@ -270,19 +258,6 @@ fn assert_refused_403(run: &Run, direct: &(u16, Value), what: &str) {
     );
 }
 
-/// `n` incompressible bytes (xorshift), so a download spans several 1 MiB chunks.
-fn noise(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 const FILES: &[(&str, &[u8])] = &[
     ("bin/linux-x86_64/asynTool", b"#!/bin/sh\necho asyn\n"),
     (
@@ -298,7 +273,7 @@ const FILES: &[(&str, &[u8])] = &[
 fn python_client_publishes_from_the_shared_mount_and_downloads_gzip() {
     let lab = Lab::start(true);
     let s = &lab.server;
-    let big = noise(3 << 20);
+    let big = noise(7, 3 << 20);
     let mut files = FILES.to_vec();
     files.push(("lib/linux-x86_64/libasyn.a", &big));
     let files = &files[..];

@@ -7,7 +7,7 @@ mod common;
 #[path = "common/repos.rs"]
 mod repos;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,43 +45,10 @@ fn build(s: &Server, component: &str, url: &str) -> (u16, Value) {
     )
 }
 
-/// Incompressible bytes (xorshift).
-fn noise(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn blob_files(data: &Path) -> Vec<PathBuf> {
-    walk_files(&data.join("blobs"))
-}
-
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk_files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn tmp_is_empty(s: &Server) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let left = walk_files(&s.dir.join("data/tmp"));
+        let left = files_under(&s.dir.join("data/tmp"));
         if left.is_empty() {
             return;
         }
@@ -118,7 +85,7 @@ fn item1_artifacts_through_a_symlink_cannot_take_the_store() {
     let mut repos = Repos::new(&[]);
     let s = Server::start_with(&build_config(""));
     let victim = store_victim(&s);
-    let blobs_before = blob_files(&s.dir.join("data"));
+    let blobs_before = files_under(&s.dir.join("data/blobs"));
     let blobs_dir = s.dir.join("data/blobs");
     // an absolute link to the store's blobs, named through a glob
     repos.add_tree("evil-abs", |d| {
@@ -145,7 +112,7 @@ fn item1_artifacts_through_a_symlink_cannot_take_the_store() {
         let msg = v["errorMessage"].as_str().unwrap();
         assert!(msg.contains("symbolic link"), "{name}: {msg}");
         assert_eq!(
-            blob_files(&s.dir.join("data")),
+            files_under(&s.dir.join("data/blobs")),
             blobs_before,
             "{name} moved blobs"
         );
@@ -236,9 +203,9 @@ fn item2_pax_and_sparse_sizes_count_against_the_limit() {
     let pax = pax_sized_tar();
     assert!(pax.len() < 2_100_000);
     let (st, v) = put(&s, "/v1/components/pax/R1/rocky9", pax);
-    assert_error(st, &v, 413, "too_large", "1048576");
+    assert_error_code(st, &v, 413, "too_large", "1048576");
     let (st, v) = put(&s, "/v1/components/sparse/R1/rocky9", sparse_tar());
-    assert_error(st, &v, 413, "too_large", "1048576");
+    assert_error_code(st, &v, 413, "too_large", "1048576");
     tmp_is_empty(&s);
     // the same limit holds a normal upload under it
     let (st, v) = put(
@@ -323,7 +290,7 @@ fn item3_hard_links_stay_hard_links() {
     h.set_size(0);
     b.append_link(&mut h, "R1/pw", "etc/passwd").unwrap();
     let (st, v) = put(&s, "/v1/components/hl/R1/rocky9", b.into_inner().unwrap());
-    assert_error(st, &v, 400, "bad_archive", "hard link");
+    assert_error_code(st, &v, 400, "bad_archive", "hard link");
     tmp_is_empty(&s);
 }
 
@@ -393,7 +360,7 @@ fn item4_link_chains_and_writes_through_links_are_refused() {
     ];
     for (name, body, needle) in cases {
         let (st, v) = put(&s, &format!("/v1/components/{name}/R1/rocky9"), body);
-        assert_error(st, &v, 400, "bad_archive", needle);
+        assert_error_code(st, &v, 400, "bad_archive", needle);
     }
     tmp_is_empty(&s);
     // links that stay inside are kept
@@ -436,7 +403,7 @@ fn item4_build_output_links_out_of_the_tree_are_refused() {
 fn item5_concurrent_first_gzip_downloads_convert_once() {
     let s = Server::start();
     // incompressible, so each conversion takes a while
-    let data = noise(12 << 20);
+    let data = noise(1, 12 << 20);
     let (st, v) = put(
         &s,
         "/v1/components/gz/R1/rocky9",
@@ -706,9 +673,9 @@ fn item7_full_disk_is_507_not_ready_and_still_serves_reads() {
     // below the floor: not ready, and an upload that cannot fit is refused early
     disk.fill("filler1", 4 << 20);
     let (st, v) = json_of(client().get(s.url("/readyz")).send().unwrap());
-    assert_error(st, &v, 503, "not_ready", "min_free_bytes");
+    assert_error_code(st, &v, 503, "not_ready", "min_free_bytes");
     let (st, v) = put(&s, "/v1/components/big/R1/rocky9", vec![0u8; 64 << 10]);
-    assert_error(st, &v, 507, "insufficient_storage", "min_free_bytes");
+    assert_error_code(st, &v, 507, "insufficient_storage", "min_free_bytes");
 
     // the disk filled to the last byte: restart, reads still work
     s.kill();
@@ -725,25 +692,13 @@ fn item7_full_disk_is_507_not_ready_and_still_serves_reads() {
     let (st, v) = put(
         &s,
         "/v1/components/late/R1/rocky9",
-        tar_gz("R1", &[("n", &noise(3 << 20))]),
+        tar_gz("R1", &[("n", &noise(1, 3 << 20))]),
     );
-    assert_error(st, &v, 507, "insufficient_storage", "disk is full");
+    assert_error_code(st, &v, 507, "insufficient_storage", "disk is full");
     tmp_is_empty(&s);
 }
 
 // --- 8. a stalled request body is dropped ---------------------------------------------------
-
-fn raw_request(s: &Server, head: &str, body_part: &[u8]) -> (String, Duration) {
-    let addr = s.base.trim_start_matches("http://");
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let t = Instant::now();
-    c.write_all(head.as_bytes()).unwrap();
-    c.write_all(body_part).unwrap();
-    let mut got = Vec::new();
-    let _ = c.read_to_end(&mut got);
-    (String::from_utf8_lossy(&got).into_owned(), t.elapsed())
-}
 
 #[test]
 fn item8_a_body_that_stalls_is_dropped() {
@@ -754,16 +709,19 @@ fn item8_a_body_that_stalls_is_dropped() {
         "PUT /v1/components/slow/R1/rocky9 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE_KEY}\r\n\
          Content-Length: 100000\r\nConnection: close\r\n\r\n"
     );
-    let (answer, took) = raw_request(&s, &head, &[0u8; 1000]);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("\"code\":\"body_timeout\""), "{answer}");
+    let t = Instant::now();
+    let (status, body) = raw_http(&s, &[head.as_bytes(), &[0u8; 1000]].concat());
+    let took = t.elapsed();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("\"code\":\"body_timeout\""), "{body}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     tmp_is_empty(&s);
     // the original API's GET with a trickled JSON body, anonymous
     let head = "GET /component HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                 Content-Length: 60\r\nConnection: close\r\n\r\n";
-    let (answer, _) = raw_request(&s, head, b"{\"component\":");
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let (status, body) = raw_http(&s, &[head.as_bytes(), b"{\"component\":"].concat());
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
 }
 
 // --- 9. anonymous reads do not start builds ------------------------------------------------
@@ -788,7 +746,7 @@ fn item9_build_on_miss_is_a_policy() {
             .send()
             .unwrap(),
     );
-    assert_error(st, &v, 404, "not_found", "build.on_miss");
+    assert_error_code(st, &v, 404, "not_found", "build.on_miss");
     assert!(v["errorMessage"]
         .as_str()
         .unwrap()
@@ -918,8 +876,8 @@ fn item10_import_refusals_do_not_tell_what_exists() {
     };
     let (st1, v1) = try_import("/etc/passwd");
     let (st2, v2) = try_import("/etc/no-such-file-anywhere");
-    assert_error(st1, &v1, 403, "forbidden", "import root");
-    assert_error(st2, &v2, 403, "forbidden", "import root");
+    assert_error_code(st1, &v1, 403, "forbidden", "import root");
+    assert_error_code(st2, &v2, 403, "forbidden", "import root");
     let shape = |v: &Value| {
         v["errorMessage"]
             .as_str()
@@ -929,7 +887,7 @@ fn item10_import_refusals_do_not_tell_what_exists() {
     };
     assert_eq!(shape(&v1), shape(&v2));
     let (st, v) = try_import(&root.join("missing.tar.gz").display().to_string());
-    assert_error(st, &v, 403, "forbidden", "import root");
+    assert_error_code(st, &v, 403, "forbidden", "import root");
 }
 
 #[test]
@@ -944,15 +902,16 @@ fn item10_oversized_bodies_are_413_json() {
             .send()
             .unwrap(),
     );
-    assert_error(st, &v, 413, "too_large", "limit");
+    assert_error_code(st, &v, 413, "too_large", "limit");
     // a JSON body whose declared length is over the limit: answered at once
     let head =
         "POST /v1/components/missing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                 Content-Length: 5000000\r\nConnection: close\r\n\r\n";
-    let (answer, _) = raw_request(&s, head, b"{\"components\": [");
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("\"code\":\"too_large\""), "{answer}");
-    assert!(answer.contains("JSON body"), "{answer}");
+    let (status, body) = raw_http(&s, &[head.as_bytes(), b"{\"components\": ["].concat());
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("\"code\":\"too_large\""), "{body}");
+    assert!(body.contains("JSON body"), "{body}");
 }
 
 /// A hostile server for the client: a real HTTP server (Python's) that

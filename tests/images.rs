@@ -49,25 +49,6 @@ fn form(
     m
 }
 
-/// A JSON answer; panics (with the body) if the answer is not JSON.
-fn json_of(r: reqwest::blocking::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = r.text().unwrap();
-    let v: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {text:?}"));
-    assert!(
-        ct.starts_with("application/json"),
-        "answer {status} has content-type {ct:?}: {text}"
-    );
-    (status, v)
-}
-
 /// POSTs a multipart form to `path` (with its query), with `key` if any;
 /// (status, JSON answer, time to the whole answer).
 fn post_form_with(
@@ -98,60 +79,6 @@ fn post_form(s: &Server, path: &str, m: Multipart) -> (u16, Value, Duration) {
 
 fn get_json(s: &Server, path: &str) -> (u16, Value) {
     json_of(client().get(s.url(path)).send().unwrap())
-}
-
-fn wait_job(s: &Server, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let (status, v) = get_json(s, &format!("/v1/jobs/{id}"));
-        assert_eq!(status, 200, "{v}");
-        let st = v["job"]["state"].as_str().unwrap().to_owned();
-        if st != "queued" && st != "running" {
-            return v["job"].clone();
-        }
-        assert!(Instant::now() < deadline, "job {id} did not end");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits for the job and asserts it succeeded (with its log if not).
-fn assert_job_success(s: &Server, id: &str) -> Value {
-    let job = wait_job(s, id);
-    if job["state"] != "success" {
-        panic!(
-            "job {id} did not succeed: {job}\n--- log ---\n{}",
-            job_log(s, id)
-        );
-    }
-    job
-}
-
-fn job_log(s: &Server, id: &str) -> String {
-    let r = client()
-        .get(s.url(&format!("/v1/jobs/{id}/log")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.text().unwrap()
-}
-
-fn step_names(job: &Value) -> Vec<String> {
-    job["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn assert_error(status: u16, v: &Value, want: u16, needle: &str) {
-    assert_eq!(status, want, "{v}");
-    assert_eq!(v["status"], "error", "{v}");
-    let msg = v["errorMessage"].as_str().unwrap_or_else(|| panic!("{v}"));
-    assert!(
-        msg.to_lowercase().contains(&needle.to_lowercase()),
-        "errorMessage should name {needle:?}: {msg}"
-    );
 }
 
 /// A successful `?wait=true` build answer; checks the fields every

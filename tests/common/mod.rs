@@ -3,6 +3,14 @@
 //! HTTP client.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod tars;
+
+#[allow(unused_imports)]
+pub use http::*;
+#[allow(unused_imports)]
+pub use tars::*;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -191,36 +199,59 @@ pub fn read_tar(bytes: &[u8], gz: bool) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Status and JSON body of an answer (panics if the body is not JSON).
+/// A JSON answer's status and body; panics (with the body) if the answer
+/// is not JSON or does not say so in its content type.
 pub fn json_of(r: reqwest::blocking::Response) -> (u16, serde_json::Value) {
     let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let text = r.text().expect("body");
-    let v = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {text}"));
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {text:?}"));
+    assert!(
+        ct.starts_with("application/json"),
+        "answer {status} has content-type {ct:?}: {text}"
+    );
     (status, v)
 }
 
-/// An error answer: the status, the JSON error shape, its code, and a
-/// piece of its message.
-pub fn assert_error(status: u16, v: &serde_json::Value, want: u16, code: &str, needle: &str) {
+/// An error answer: the status, the JSON error shape, and a piece of its
+/// message (case-insensitive).
+pub fn assert_error(status: u16, v: &serde_json::Value, want: u16, needle: &str) {
     assert_eq!(status, want, "{v}");
     assert_eq!(v["status"], "error", "{v}");
-    assert_eq!(v["code"], code, "{v}");
-    let msg = v["errorMessage"].as_str().unwrap_or_default();
-    assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+    assert!(
+        v["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "no code: {v}"
+    );
+    let msg = v["errorMessage"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        msg.to_lowercase().contains(&needle.to_lowercase()),
+        "errorMessage should name {needle:?}: {msg}"
+    );
 }
 
-/// Polls a job until it ends (two minutes at most); returns the job.
+/// [`assert_error`], and the error's `code`.
+pub fn assert_error_code(status: u16, v: &serde_json::Value, want: u16, code: &str, needle: &str) {
+    assert_error(status, v, want, needle);
+    assert_eq!(v["code"], code, "{v}");
+}
+
+/// Polls a job (anonymously) until it ends, five minutes at most; returns the job.
 pub fn wait_job(s: &Server, id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let (_, v) = json_of(
+        let (status, v) = json_of(
             client()
                 .get(s.url(&format!("/v1/jobs/{id}")))
-                .header("Authorization", bearer(READ_KEY))
                 .send()
                 .expect("job"),
         );
+        assert_eq!(status, 200, "{v}");
         let st = v["job"]["state"].as_str().unwrap_or_default().to_owned();
         if st != "queued" && st != "running" {
             return v["job"].clone();
@@ -228,6 +259,38 @@ pub fn wait_job(s: &Server, id: &str) -> serde_json::Value {
         assert!(Instant::now() < deadline, "job {id} did not end");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A job's log so far.
+pub fn job_log(s: &Server, id: &str) -> String {
+    let r = client()
+        .get(s.url(&format!("/v1/jobs/{id}/log")))
+        .send()
+        .expect("log");
+    assert_eq!(r.status(), 200);
+    r.text().expect("text")
+}
+
+/// Waits for the job and asserts it succeeded (with its log if not).
+pub fn assert_job_success(s: &Server, id: &str) -> serde_json::Value {
+    let job = wait_job(s, id);
+    if job["state"] != "success" {
+        panic!(
+            "job {id} did not succeed: {job}\n--- log ---\n{}",
+            job_log(s, id)
+        );
+    }
+    job
+}
+
+/// The names of a job's steps.
+pub fn step_names(job: &serde_json::Value) -> Vec<String> {
+    job["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// A metric's value from `/metrics` (the sum over its label sets that

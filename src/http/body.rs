@@ -135,14 +135,17 @@ pub async fn read_small(mut payload: web::Payload, limit: usize) -> Result<Bytes
 pub async fn receive(
     req: &HttpRequest,
     mut payload: web::Payload,
-    scratch: &crate::store::Scratch,
+    components: &Components,
     limit: u64,
 ) -> Result<Received, ApiError> {
     let declared = declared_length(req);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let file = scratch.temp_file().map_err(|e| ApiError::io(&e))?;
+    let file = components
+        .scratch()
+        .temp_file()
+        .map_err(|e| ApiError::io(&e))?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Received> {
         let mut hasher = blake3::Hasher::new();

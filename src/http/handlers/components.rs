@@ -222,13 +222,7 @@ pub async fn put(
         ),
     };
     body::check_room(&req, &state.components)?;
-    let body = body::receive(
-        &req,
-        payload,
-        state.components.scratch(),
-        state.cfg.max_upload_bytes,
-    )
-    .await?;
+    let body = body::receive(&req, payload, &state.components, state.cfg.max_upload_bytes).await?;
     let put_req = PutRequest {
         who: identity(&req),
         overwrite: q.overwrite,

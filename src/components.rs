@@ -17,7 +17,9 @@ use chrono::Utc;
 
 use crate::config::Config;
 use crate::index::{Index, IndexError, PutOutcome, RawRecord};
-use crate::model::{ComponentKey, Identity, NameError, Record, ResolvedDependency, Source};
+use crate::model::{
+    ComponentKey, Identity, NameError, Record, Requirement, ResolvedDependency, Source,
+};
 use crate::store::pack::{self, PackOptions};
 use crate::store::{unpack, BlobInfo, BlobStore, Scratch, StoreError};
 
@@ -65,6 +67,12 @@ pub struct PutRequest {
     pub overwrite: bool,
     /// mtime clamp for packing a directory (builds: the commit time).
     pub mtime_clamp: Option<u64>,
+    /// Builds: the recipe's direct dependencies.
+    pub requires: Vec<Requirement>,
+    /// Builds: the inputs key.
+    pub inputs: Option<String>,
+    /// Builds: the record whose output was reused instead of building.
+    pub reused_from: Option<ResolvedDependency>,
 }
 
 /// The outcome of a store: the record now indexed, and whether it is new.
@@ -315,6 +323,85 @@ impl Components {
         self.index_blob(key, info, req)
     }
 
+    /// A record (other than `key`'s own) built from exactly `inputs`, whose
+    /// blob is still held.
+    pub fn built_from(&self, inputs: &str, key: &ComponentKey) -> Result<Option<Record>> {
+        for rec in self.index.by_inputs(inputs)? {
+            if rec.key() == *key {
+                continue;
+            }
+            if blake3::Hash::from_hex(&rec.blake3)
+                .ok()
+                .map(|h| self.blobs.contains(&h))
+                .transpose()?
+                == Some(true)
+            {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores `prev`'s output as `key` without building: the same files
+    /// under `key`'s tag (the canonical top directory), recorded as reused.
+    pub fn put_reused(
+        &self,
+        key: &ComponentKey,
+        prev: &Record,
+        mut req: PutRequest,
+    ) -> Result<Stored> {
+        let hash = blake3::Hash::from_hex(&prev.blake3)
+            .map_err(|_| ComponentError::BlobLost(prev.blake3.clone()))?;
+        let src = self
+            .blobs
+            .read(&hash)
+            .map_err(|_| ComponentError::BlobLost(prev.blake3.clone()))?;
+        let w = pack::reprefix(
+            std::io::BufReader::with_capacity(1 << 20, src),
+            &key.tag,
+            self.cfg.zstd_level,
+            self.scratch.writer()?,
+        )?;
+        let (tmp, info) = w.finish()?;
+        self.blobs.put(tmp, &info)?;
+        req.reused_from = Some(ResolvedDependency {
+            component: prev.component.clone(),
+            tag: prev.tag.clone(),
+            arch: prev.arch.clone(),
+            blake3: prev.blake3.clone(),
+        });
+        self.index_blob(key, info, req)
+    }
+
+    /// The blake3 a directory would have as `tag`'s canonical tarball,
+    /// without storing it (rebuild checks).
+    pub fn pack_hash(&self, dir: &Path, tag: &str, mtime_clamp: Option<u64>) -> Result<BlobInfo> {
+        let opts = PackOptions {
+            prefix: tag.to_owned(),
+            mtime_clamp,
+            level: self.cfg.zstd_level,
+            max_bytes: self.cfg.max_unpacked_bytes,
+        };
+        let mut counter = HashCount::default();
+        let out = pack::pack_dir(dir, &opts, &mut counter);
+        release_freed_memory();
+        out?;
+        Ok(BlobInfo {
+            hash: counter.hasher.finalize(),
+            size: counter.size,
+        })
+    }
+
+    /// Replaces a record's metadata while it names the same blob.
+    pub fn update_record(&self, rec: &Record) -> Result<bool> {
+        Ok(self.index.update_record(rec)?)
+    }
+
+    /// Records whose build had exactly these inputs.
+    pub fn by_inputs(&self, inputs: &str) -> Result<Vec<Record>> {
+        Ok(self.index.by_inputs(inputs)?)
+    }
+
     /// Unpacks safely into a temp dir and packs the canonical tar.zst blob.
     fn normalize(&self, tag: &str, body: File, mtime_clamp: Option<u64>) -> Result<BlobInfo> {
         let work = self.scratch.temp_dir()?;
@@ -349,8 +436,18 @@ impl Components {
             uploaded_by: req.who,
             source: req.source,
             dependencies: req.dependencies,
+            requires: req.requires,
+            inputs: req.inputs,
+            reused_from: req.reused_from,
+            reproducible: None,
         };
-        match self.index.put(&record, req.overwrite)? {
+        let outcome = self.index.put(&record, req.overwrite)?;
+        if let (Some(inputs), PutOutcome::Created | PutOutcome::Replaced(_)) =
+            (&record.inputs, &outcome)
+        {
+            self.index.add_inputs(inputs, &record.key())?;
+        }
+        match outcome {
             PutOutcome::Created | PutOutcome::Replaced(_) => Ok(Stored {
                 record,
                 created: true,
@@ -526,6 +623,24 @@ impl Components {
             bytes: blobs.iter().map(|b| b.size).sum(),
             components: self.index.component_count().unwrap_or(0),
         }
+    }
+}
+
+/// A writer that only hashes and counts.
+#[derive(Default)]
+struct HashCount {
+    hasher: blake3::Hasher,
+    size: u64,
+}
+
+impl std::io::Write for HashCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.size += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -89,6 +89,9 @@ enum Cmd {
         #[arg(long)]
         url: Option<String>,
     },
+    /// A build script's dependency closure: resolve it, fetch it.
+    #[command(subcommand)]
+    Deps(DepsCmd),
     /// Container images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -124,6 +127,48 @@ struct RemoteArgs {
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, env = "ARTIFACT_STORE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DepsCmd {
+    /// Print the closure of a recipe's dependencies (or verify a lock).
+    Resolve {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The recipe (default: ./config.yaml).
+        recipe: Option<PathBuf>,
+        /// Verify this lock file instead of resolving a recipe.
+        #[arg(long, conflicts_with = "recipe")]
+        lock: Option<PathBuf>,
+        /// Default: the lock's, else the service's default architecture.
+        #[arg(long)]
+        arch: Option<String>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the closure into DIR/<component>/<tag>/ (blake3 checked,
+    /// in parallel); writes DIR/deps.lock.json and DIR/env.sh.
+    Fetch {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The recipe (default: ./config.yaml).
+        recipe: Option<PathBuf>,
+        /// Fetch exactly this lock (verified by the service) instead.
+        #[arg(long, conflicts_with = "recipe")]
+        lock: Option<PathBuf>,
+        #[arg(long)]
+        arch: Option<String>,
+        /// Where the dependencies go.
+        #[arg(long, default_value = "deps")]
+        into: PathBuf,
+        /// Downloads at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Build what is missing first (following the job's log), then fetch.
+        #[arg(long)]
+        build_missing: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,6 +276,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// A recipe file (default `./config.yaml`), or a lock file.
+fn deps_source<'a>(
+    recipe: &'a Option<PathBuf>,
+    lock: &'a Option<PathBuf>,
+) -> client::deps::Source<'a> {
+    match (lock, recipe) {
+        (Some(l), _) => client::deps::Source::Lock(l),
+        (None, Some(r)) => client::deps::Source::Recipe(r),
+        (None, None) => client::deps::Source::Recipe(std::path::Path::new("config.yaml")),
+    }
+}
+
 fn remote(a: &RemoteArgs) -> client::Result<Remote> {
     Remote::new(&a.server, a.token.clone())
 }
@@ -317,6 +374,60 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
                 &mut std::io::stdout(),
             )?;
             Ok(yes_no(ok))
+        }
+        Cmd::Deps(DepsCmd::Resolve {
+            remote: r,
+            recipe,
+            lock,
+            arch,
+            json,
+        }) => {
+            let rm = remote(&r)?;
+            let answer =
+                client::deps::resolve(&rm, deps_source(&recipe, &lock), arch.as_deref(), false)?;
+            client::deps::print(&answer, json, &mut std::io::stdout())?;
+            Ok(yes_no(answer.missing.is_empty()))
+        }
+        Cmd::Deps(DepsCmd::Fetch {
+            remote: r,
+            recipe,
+            lock,
+            arch,
+            into,
+            jobs,
+            build_missing,
+        }) => {
+            let rm = remote(&r)?;
+            let source = deps_source(&recipe, &lock);
+            let mut answer = client::deps::resolve(&rm, source, arch.as_deref(), build_missing)?;
+            if let Some(job) = answer.job.clone() {
+                eprintln!("building the missing components: job {job}");
+                let j = client::follow(&rm, &job, &mut std::io::stderr())?;
+                if j.state != JobState::Success {
+                    return Err(client::ClientError::Other(format!(
+                        "the build of the missing components failed: {}",
+                        j.error.unwrap_or_default()
+                    )));
+                }
+                answer = client::deps::resolve(
+                    &rm,
+                    deps_source(&recipe, &lock),
+                    arch.as_deref(),
+                    false,
+                )?;
+            }
+            let done = client::deps::fetch(&rm, &answer, &into, jobs)?;
+            println!(
+                "{} components for {} in {}: {} downloaded ({} bytes), {} already there; source {}/env.sh",
+                done.components,
+                answer.arch,
+                into.display(),
+                done.downloaded,
+                done.bytes,
+                done.kept,
+                into.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Image(ImageCmd::Build {
             remote: r,

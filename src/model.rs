@@ -89,6 +89,16 @@ pub struct Identity {
     pub github_username: Option<String>,
 }
 
+/// What a build's `tag` named in the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RefKind {
+    Tag,
+    /// A branch moves: its record is rebuilt when the branch has a new commit.
+    Branch,
+    Commit,
+}
+
 /// Where a built component came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Source {
@@ -96,6 +106,28 @@ pub struct Source {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// Whether the tag was a git tag, a branch or a commit id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<RefKind>,
+}
+
+/// A component at a tag, as a recipe names it (`- epics-base: R7.0.8`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub struct Requirement {
+    pub component: String,
+    pub tag: String,
+}
+
+/// The outcome of rebuilding a component from the same inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reproducibility {
+    /// True when the rebuild gave the same blake3.
+    pub matched: bool,
+    /// The blake3 the rebuild gave.
+    pub rebuilt_blake3: String,
+    pub checked: DateTime<Utc>,
+    /// The rebuild's job.
+    pub job: String,
 }
 
 /// A dependency as it was resolved for a build: pinned to the blob it used.
@@ -108,7 +140,7 @@ pub struct ResolvedDependency {
 }
 
 /// What the index stores for a (component, tag, arch).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Record {
     pub component: String,
     pub tag: String,
@@ -124,8 +156,23 @@ pub struct Record {
     /// Set for components built by the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// The dependency closure the build used, each pinned to its blob.
     #[serde(default)]
     pub dependencies: Vec<ResolvedDependency>,
+    /// The direct dependencies of a built component (its recipe's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Requirement>,
+    /// Built by the service: the blake3 of its inputs (source commit, recipe,
+    /// dependencies' blobs, sandbox and builder image, arch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
+    /// Set when the build found its inputs already built under another key
+    /// and reused that output instead of building.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<ResolvedDependency>,
+    /// The last rebuild check (`POST .../rebuild`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproducible: Option<Reproducibility>,
 }
 
 impl Record {
@@ -295,6 +342,11 @@ pub enum JobTarget {
         arch: String,
         key: String,
     },
+    /// The missing part of a dependency closure, in build order.
+    Closure {
+        arch: String,
+        components: Vec<Requirement>,
+    },
 }
 
 /// What a successful job produced.
@@ -342,6 +394,21 @@ impl Job {
     }
 }
 
+/// `ADBS_DEP_<NAME>`: upper case, non-alphanumerics as `_`.
+pub fn dep_var(name: &str) -> String {
+    let n: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ADBS_DEP_{n}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +433,12 @@ mod tests {
         assert!(validate_name("tag", "a b").is_err());
         assert!(validate_name("tag", "-rf").is_err());
         assert!(validate_name("tag", &"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn dep_vars() {
+        assert_eq!(dep_var("epics-base"), "ADBS_DEP_EPICS_BASE");
+        assert_eq!(dep_var("asyn"), "ADBS_DEP_ASYN");
     }
 
     #[test]

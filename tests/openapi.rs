@@ -136,6 +136,7 @@ fn every_route_is_documented() {
         "builds",
         "jobs",
         "images",
+        "dependencies",
         "service",
     ];
     for (method, path) in &documented {

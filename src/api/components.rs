@@ -100,6 +100,21 @@ pub struct WantedItem {
         skip_serializing_if = "Option::is_none"
     )]
     pub arch: Option<String>,
+    /// The inputs key the client would build it from: when it is missing,
+    /// the answer says whether those inputs were built under another key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
+}
+
+/// A missing component whose inputs were built before, under another key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SameInputs {
+    pub component: String,
+    pub tag: String,
+    pub arch: String,
+    pub inputs: String,
+    /// The record built from these inputs.
+    pub built_as: ComponentRecord,
 }
 
 /// The components to check: a list, or `{"components": [...]}`.
@@ -127,4 +142,7 @@ pub struct MissingAnswer {
     /// How many were asked about.
     pub checked: usize,
     pub missing: Vec<ComponentKey>,
+    /// Missing ones sent with `inputs` that were built under another key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub same_inputs: Vec<SameInputs>,
 }

@@ -4,11 +4,13 @@
 //! with `ToSchema`.
 //!
 //! Layout: `components` (records with links, lists, the missing-check),
+//! `deps` (closures, the lock document, inputs keys),
 //! `jobs` (builds and their jobs), `images`, `service` (health, readiness,
 //! GC, verify), `original` (the original API's requests), and here the
 //! error body and the `status` words shared by several answers.
 
 pub mod components;
+pub mod deps;
 pub mod images;
 pub mod jobs;
 pub mod original;
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use components::*;
+pub use deps::*;
 pub use images::*;
 pub use jobs::*;
 pub use original::*;

@@ -15,7 +15,8 @@ pub struct LegacyComponentRequest {
     pub arch: Option<String>,
     /// `tar.gz` (default) or `tar.zst`.
     pub format: Option<String>,
-    /// `info`: answer the record as JSON instead of the tarball.
+    /// `info`: answer the record as JSON instead of the tarball; `closure`:
+    /// its dependency closure (as `POST /v1/resolve`).
     pub view: Option<String>,
 }
 

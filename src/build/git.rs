@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use git2::build::{CheckoutBuilder, RepoBuilder};
-use git2::{Cred, CredentialType, FetchOptions, RemoteCallbacks, Repository};
+use git2::{Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks, Repository};
+
+use crate::model::RefKind;
 
 /// The commit a build used.
 #[derive(Debug, Clone)]
@@ -12,6 +14,8 @@ pub struct Checkout {
     pub commit: String,
     /// Commit time (unix seconds), used to clamp mtimes in the tarball.
     pub time: i64,
+    /// What the reference named: a tag, a branch or a commit.
+    pub kind: RefKind,
 }
 
 /// Refuses URL schemes we do not clone (local ones unless allowed).
@@ -39,8 +43,7 @@ pub fn check_url(url: &str, allow_local: bool) -> Result<(), String> {
     ))
 }
 
-/// Clones `url` into `dest` and checks out `reference` (a tag, a branch or a commit id).
-pub fn clone_at(url: &str, reference: &str, dest: &Path) -> Result<Checkout, String> {
+fn callbacks() -> RemoteCallbacks<'static> {
     let mut callbacks = RemoteCallbacks::new();
     let mut tries = 0;
     callbacks.credentials(move |_url, user, allowed| {
@@ -70,13 +73,39 @@ pub fn clone_at(url: &str, reference: &str, dest: &Path) -> Result<Checkout, Str
             "the repository needs credentials the service does not have",
         ))
     });
+    callbacks
+}
+
+/// The commit a branch of `url` points at now (`git ls-remote`), or `None`
+/// when `url` has no such branch.
+pub fn branch_head(url: &str, branch: &str) -> Result<Option<String>, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let repo = Repository::init_bare(tmp.path()).map_err(|e| e.message().to_owned())?;
+    let mut remote = repo
+        .remote_anonymous(url)
+        .map_err(|e| format!("{url}: {}", e.message()))?;
+    let conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks()), None)
+        .map_err(|e| format!("cannot reach {url}: {}", e.message()))?;
+    let want = format!("refs/heads/{branch}");
+    let found = conn
+        .list()
+        .map_err(|e| format!("{url}: {}", e.message()))?
+        .iter()
+        .find(|h| h.name() == want)
+        .map(|h| h.oid().to_string());
+    Ok(found)
+}
+
+/// Clones `url` into `dest` and checks out `reference` (a tag, a branch or a commit id).
+pub fn clone_at(url: &str, reference: &str, dest: &Path) -> Result<Checkout, String> {
     let mut fetch = FetchOptions::new();
-    fetch.remote_callbacks(callbacks);
+    fetch.remote_callbacks(callbacks());
     let repo = RepoBuilder::new()
         .fetch_options(fetch)
         .clone(url, dest)
         .map_err(|e| format!("cannot clone {url}: {}", e.message()))?;
-    let obj = resolve(&repo, reference)
+    let (obj, kind) = resolve(&repo, reference)
         .ok_or_else(|| format!("{url} has no tag, branch or commit named '{reference}'"))?;
     let commit = obj
         .peel_to_commit()
@@ -88,22 +117,24 @@ pub fn clone_at(url: &str, reference: &str, dest: &Path) -> Result<Checkout, Str
     Ok(Checkout {
         commit: commit.id().to_string(),
         time: commit.time().seconds(),
+        kind,
     })
 }
 
-fn resolve<'r>(repo: &'r Repository, reference: &str) -> Option<git2::Object<'r>> {
+fn resolve<'r>(repo: &'r Repository, reference: &str) -> Option<(git2::Object<'r>, RefKind)> {
     [
-        format!("refs/tags/{reference}"),
-        format!("refs/remotes/origin/{reference}"),
+        (format!("refs/tags/{reference}"), RefKind::Tag),
+        (format!("refs/remotes/origin/{reference}"), RefKind::Branch),
     ]
-    .iter()
-    .find_map(|r| repo.revparse_single(r).ok())
+    .into_iter()
+    .find_map(|(r, kind)| repo.revparse_single(&r).ok().map(|o| (o, kind)))
     .or_else(|| {
         // A commit id (full or abbreviated), never an arbitrary rev expression.
         let hexish = reference.len() >= 7 && reference.chars().all(|c| c.is_ascii_hexdigit());
         hexish
             .then(|| repo.revparse_single(reference).ok())
             .flatten()
+            .map(|o| (o, RefKind::Commit))
     })
 }
 

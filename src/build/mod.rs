@@ -1,30 +1,36 @@
 //! Building components from git: clone -> recipe -> dependencies (built
-//! first when missing) -> sandboxed build -> pack -> store.
+//! first when missing) -> inputs key (reuse an identical build) ->
+//! sandboxed build -> artifacts -> pack -> store; the dependency closure
+//! for clients (`closure`); rebuild checks (reproducibility).
 //!
-//! Layout: `git` (clone, checkout), `recipe` (the repo's build
-//! instructions), `resolve` (dependency closure, cycles), `sandbox` (where
-//! the command runs). Main type: [`Builder`].
+//! Layout: `git` (clone, checkout, branch heads), `recipe` (the repo's
+//! build instructions), `resolve` (pure graph work: closures, cycles,
+//! conflicts, order), `closure` (resolving a client's dependencies),
+//! `inputs` (the inputs key), `sandbox` (where the command runs),
+//! `artifacts` (what is packed), `run` (the pipeline). Main type: [`Builder`].
 //!
 //! Architecture invariant: a build stores nothing unless every step
 //! succeeded; the tarball is packed from the finished tree only.
 
+pub mod artifacts;
+pub mod closure;
 pub mod git;
+pub mod inputs;
 pub mod recipe;
 pub mod resolve;
+mod run;
 pub mod sandbox;
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::components::{Components, PutRequest};
+use crate::components::Components;
 use crate::config::Config;
 use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
-use crate::model::{ComponentKey, Identity, JobResult, JobTarget, Record, Source};
-use crate::store::beneath;
+pub use crate::model::dep_var;
+use crate::model::{ComponentKey, Identity, JobResult, JobTarget, Record, RefKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -50,6 +56,8 @@ pub struct Builder {
     /// One build of a (component, tag, arch) at a time, also for builds of
     /// dependencies inside other jobs.
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Recipes of missing components, read while resolving closures.
+    recipes: Arc<closure::RecipeCache>,
 }
 
 fn flight_key(k: &ComponentKey) -> String {
@@ -63,11 +71,16 @@ impl Builder {
             jobs,
             cfg,
             locks: Default::default(),
+            recipes: Default::default(),
         }
     }
 
     pub fn jobs(&self) -> &Jobs {
         &self.jobs
+    }
+
+    pub fn components(&self) -> &Components {
+        &self.components
     }
 
     /// The repository of `component`: the catalog, else the newest earlier
@@ -94,13 +107,13 @@ impl Builder {
         })
     }
 
-    /// Queues a build job (or joins the one in flight for the same key).
-    pub fn submit(
+    /// The repository URL to build `key` from: `url` when given, else
+    /// [`Builder::url_for`]; checked against the URL policy.
+    pub fn repository(
         &self,
         key: &ComponentKey,
         url: Option<String>,
-        who: Identity,
-    ) -> Result<Submitted, SubmitError> {
+    ) -> Result<String, SubmitError> {
         let url = match url.filter(|u| !u.trim().is_empty()) {
             Some(u) => u,
             None => self.url_for(&key.component).ok_or_else(|| {
@@ -111,6 +124,35 @@ impl Builder {
             })?,
         };
         git::check_url(&url, self.cfg.build.allow_local_urls).map_err(SubmitError::Invalid)?;
+        Ok(url)
+    }
+
+    /// Whether a stored record still stands for its key: always for tags
+    /// and commits; for a branch, while the branch has not moved. Blocking
+    /// (asks the repository for a branch).
+    pub fn is_current(&self, rec: &Record) -> bool {
+        let Some(src) = &rec.source else { return true };
+        if src.kind != Some(RefKind::Branch) {
+            return true;
+        }
+        match git::branch_head(&src.url, &rec.tag) {
+            Ok(Some(head)) => src.commit.as_deref() == Some(head.as_str()),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!("cannot check branch {} of {}: {e}", rec.tag, src.url);
+                true
+            }
+        }
+    }
+
+    /// Queues a build job (or joins the one in flight for the same key).
+    pub fn submit(
+        &self,
+        key: &ComponentKey,
+        url: Option<String>,
+        who: Identity,
+    ) -> Result<Submitted, SubmitError> {
+        let url = self.repository(key, url)?;
         let target = JobTarget::Component {
             component: key.component.clone(),
             tag: key.tag.clone(),
@@ -134,7 +176,7 @@ impl Builder {
         Ok(Submitted { job, new })
     }
 
-    /// Builds `key` unless stored already, holding the per-key lock.
+    /// Builds `key` unless stored (and current), holding the per-key lock.
     fn build_locked<'a>(
         &'a self,
         ctx: &'a JobCtx,
@@ -150,240 +192,21 @@ impl Builder {
             };
             let _guard = lock.lock().await;
             if let Ok(Some(rec)) = self.components.lookup(&key) {
-                ctx.log
-                    .line(&format!("{key} is stored already ({})", rec.blake3));
-                return Ok(rec);
+                let (this, r) = (self.clone(), rec.clone());
+                let current = tokio::task::spawn_blocking(move || this.is_current(&r))
+                    .await
+                    .unwrap_or(true);
+                if current {
+                    ctx.log
+                        .line(&format!("{key} is stored already ({})", rec.blake3));
+                    return Ok(rec);
+                }
+                ctx.log.line(&format!(
+                    "{key} was built from branch {} at another commit: building it again",
+                    key.tag
+                ));
             }
             self.build(ctx, &key, &url, chain, who).await
         })
-    }
-
-    async fn build(
-        &self,
-        ctx: &JobCtx,
-        key: &ComponentKey,
-        url: &str,
-        mut chain: Vec<String>,
-        who: Identity,
-    ) -> Result<Record, WorkError> {
-        let fail = |m: String| ctx.fail(m);
-        chain.push(key.component.clone());
-        let label = format!("{} {}", key.component, key.tag);
-        let work = self
-            .components
-            .scratch()
-            .temp_dir()
-            .map_err(|e| fail(format!("cannot create a work directory: {e}")))?;
-        let src = work.path().join("src");
-        let deps_dir = work.path().join("deps");
-        std::fs::create_dir_all(&deps_dir).map_err(|e| fail(e.to_string()))?;
-
-        ctx.step(&format!("clone {label}"));
-        ctx.log.line(&format!("cloning {url} at {}", key.tag));
-        let (u, t, s) = (url.to_owned(), key.tag.clone(), src.clone());
-        let checkout = tokio::task::spawn_blocking(move || git::clone_at(&u, &t, &s))
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(fail)?;
-        ctx.log.line(&format!("commit {}", checkout.commit));
-
-        ctx.step(&format!("recipe {label}"));
-        let recipe = recipe::Recipe::from_dir(&src).map_err(|e| fail(e.to_string()))?;
-        let plan = recipe.plan(&key.arch).map_err(|e| fail(e.to_string()))?;
-        ctx.log.line(&format!("build command: {}", plan.command));
-
-        ctx.step(&format!("dependencies {label}"));
-        let mut direct = Vec::new();
-        for d in &plan.dependencies {
-            resolve::check_cycle(&chain, &d.name).map_err(fail)?;
-            let dkey = ComponentKey::new(&d.name, &d.tag, &key.arch)
-                .map_err(|e| fail(format!("dependency {}: {e}", d.name)))?;
-            let rec = match self
-                .components
-                .lookup(&dkey)
-                .map_err(|e| fail(e.to_string()))?
-            {
-                Some(r) => r,
-                None => {
-                    let durl = self.url_for(&d.name).ok_or_else(|| {
-                        fail(format!(
-                            "dependency {} {} ({}) is not stored and its repository URL is unknown (chain: {} -> {})",
-                            d.name,
-                            d.tag,
-                            key.arch,
-                            chain.join(" -> "),
-                            d.name
-                        ))
-                    })?;
-                    ctx.log.line(&format!(
-                        "dependency {dkey} is missing: building it from {durl}"
-                    ));
-                    let r = self
-                        .build_locked(ctx, dkey, durl, chain.clone(), who.clone())
-                        .await?;
-                    ctx.step(&format!("dependencies {label}"));
-                    r
-                }
-            };
-            direct.push(rec);
-        }
-        let closure = resolve::closure(&key.component, &direct).map_err(fail)?;
-        let mut vars = vec![
-            ("ADBS_COMPONENT".to_owned(), key.component.clone()),
-            ("ADBS_TAG".to_owned(), key.tag.clone()),
-            ("ADBS_OS_ENVIRONMENT".to_owned(), key.arch.clone()),
-            ("ADBS_SOURCE".to_owned(), sandbox::SRC_IN.to_owned()),
-            ("ADBS_DEPS".to_owned(), sandbox::DEPS_IN.to_owned()),
-        ];
-        for d in &closure {
-            ctx.log
-                .line(&format!("using {} {} ({})", d.component, d.tag, d.blake3));
-            let dest = deps_dir.join(&d.component);
-            let (comps, hex) = (self.components.clone(), d.blake3.clone());
-            tokio::task::spawn_blocking(move || comps.unpack_blob(&hex, &dest))
-                .await
-                .map_err(|e| fail(e.to_string()))?
-                .map_err(|e| fail(format!("unpacking {}: {e}", d.component)))?;
-            vars.push((
-                dep_var(&d.component),
-                format!("{}/{}/{}", sandbox::DEPS_IN, d.component, d.tag),
-            ));
-        }
-
-        ctx.step(&format!("build {label}"));
-        let sb = sandbox::choose(&self.cfg, &key.arch, plan.image.as_deref()).map_err(fail)?;
-        ctx.log.line(&format!("sandbox: {}", sb.name()));
-        let out = sandbox::run(
-            &sb,
-            &self.cfg,
-            sandbox::Job {
-                work: work.path(),
-                command: &plan.command,
-                vars,
-                timeout: Duration::from_secs(self.cfg.build.timeout_secs),
-            },
-            std::sync::Arc::new(ctx.log.clone()),
-        )
-        .await
-        .map_err(fail)?;
-
-        ctx.step(&format!("pack {label}"));
-        let staged =
-            select_artifacts(&out, work.path(), plan.artifacts.as_deref()).map_err(fail)?;
-        let comps = self.components.clone();
-        let k = key.clone();
-        let req = PutRequest {
-            who,
-            source: Some(Source {
-                url: url.to_owned(),
-                commit: Some(checkout.commit.clone()),
-            }),
-            dependencies: closure,
-            overwrite: false,
-            mtime_clamp: Some(checkout.time.max(0) as u64),
-        };
-        let stored = tokio::task::spawn_blocking(move || comps.put_dir(&k, &staged, req))
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(|e| fail(e.to_string()))?;
-        ctx.log.line(&format!(
-            "stored {key}: blake3 {} ({} bytes)",
-            stored.record.blake3, stored.record.size
-        ));
-        Ok(stored.record)
-    }
-}
-
-/// `ADBS_DEP_<NAME>`: upper case, non-alphanumerics as `_`.
-pub fn dep_var(name: &str) -> String {
-    let n: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("ADBS_DEP_{n}")
-}
-
-/// The tree to pack: the built tree minus `.git`, or only the recipe's
-/// `artifacts` (paths or glob patterns, relative to the tree).
-///
-/// Every match is checked on the real file system: it must be reached from
-/// the tree's root without passing through a symlink (a symlinked directory
-/// in the tree can point anywhere, the store included), so only entries of
-/// the tree itself are moved, by a rename inside the work directory. A
-/// matched symlink is moved as the link itself; packing then refuses it if
-/// it resolves outside the tree.
-pub fn select_artifacts(
-    out: &Path,
-    work: &Path,
-    artifacts: Option<&[String]>,
-) -> Result<PathBuf, String> {
-    let _ = std::fs::remove_dir_all(out.join(".git"));
-    let Some(list) = artifacts else {
-        return Ok(out.to_owned());
-    };
-    let mut chosen: Vec<PathBuf> = Vec::new();
-    for pat in list {
-        let p = Path::new(pat);
-        if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(format!("artifact '{pat}' must be a path inside the tree"));
-        }
-        let full = out.join(pat);
-        let mut found = 0;
-        let matches = glob::glob(&full.to_string_lossy())
-            .map_err(|e| format!("artifact pattern '{pat}': {e}"))?;
-        for m in matches.filter_map(Result::ok) {
-            let rel = m
-                .strip_prefix(out)
-                .map_err(|_| format!("artifact '{pat}' matched outside the tree"))?
-                .to_owned();
-            match beneath::lstat_direct(out, &rel) {
-                Ok(Some(_)) => {}
-                Ok(None) => continue,
-                Err(e) => {
-                    return Err(format!(
-                        "artifact '{pat}': {e}: artifacts are taken from the tree itself, never through a link"
-                    ))
-                }
-            }
-            found += 1;
-            chosen.push(rel);
-        }
-        if found == 0 {
-            return Err(format!("artifact '{pat}' was not produced by the build"));
-        }
-    }
-    // a match inside another match moves with it
-    chosen.sort();
-    chosen.dedup();
-    let mut kept: Vec<PathBuf> = Vec::new();
-    for rel in chosen {
-        if !kept.iter().any(|k| rel.starts_with(k)) {
-            kept.push(rel);
-        }
-    }
-    let stage = work.join("artifacts");
-    std::fs::create_dir_all(&stage).map_err(|e| e.to_string())?;
-    for rel in kept {
-        if let Some(parent) = rel.parent() {
-            beneath::create_dirs(&stage, parent).map_err(|e| e.to_string())?;
-        }
-        std::fs::rename(out.join(&rel), stage.join(&rel))
-            .map_err(|e| format!("artifact {}: {e}", rel.display()))?;
-    }
-    Ok(stage)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dep_vars() {
-        assert_eq!(super::dep_var("epics-base"), "ADBS_DEP_EPICS_BASE");
-        assert_eq!(super::dep_var("asyn"), "ADBS_DEP_ASYN");
     }
 }

@@ -79,6 +79,7 @@ mod tests {
                     blake3: format!("h-{c}-{t}"),
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 

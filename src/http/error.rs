@@ -181,6 +181,21 @@ impl From<SubmitError> for ApiError {
     }
 }
 
+impl From<crate::build::closure::ResolveError> for ApiError {
+    fn from(e: crate::build::closure::ResolveError) -> Self {
+        use crate::build::closure::ResolveError as R;
+        let msg = e.to_string();
+        match e {
+            R::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "dependency_conflict", msg),
+            R::Cycle(_) => ApiError::new(StatusCode::CONFLICT, "dependency_cycle", msg),
+            R::LockMismatch(_) => ApiError::new(StatusCode::CONFLICT, "lock_mismatch", msg),
+            R::Invalid(_) => ApiError::bad_request(msg),
+            R::Source(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unresolvable", msg),
+            R::Internal(_) => ApiError::internal(msg),
+        }
+    }
+}
+
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
         match e {

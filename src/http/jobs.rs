@@ -106,17 +106,44 @@ pub async fn start_build(
     wait: bool,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(rec) = state.components.lookup(&key)? {
-        return Ok(HttpResponse::Ok().json(BuildAnswer {
-            status: SuccessStatus::Success,
-            cached: Some(true),
-            job: None,
-            component: Some(view(state, req, rec)),
-            links: None,
-        }));
+        // a branch's record stands while the branch has not moved
+        let (b, r) = (state.builder.clone(), rec.clone());
+        let current = tokio::task::spawn_blocking(move || b.is_current(&r)).await?;
+        if current {
+            return Ok(HttpResponse::Ok().json(BuildAnswer {
+                status: SuccessStatus::Success,
+                cached: Some(true),
+                job: None,
+                component: Some(view(state, req, rec)),
+                links: None,
+            }));
+        }
     }
     let s = state.builder.submit(&key, url, identity(req))?;
     let max = Duration::from_secs(state.cfg.build.timeout_secs.saturating_mul(4).max(60));
     answer(state, req, &s, wait.then_some(max)).await
+}
+
+/// Whether this caller may start builds by reading (`build.on_miss`):
+/// else the 404 that says how to ask for a build. `what` starts the message.
+pub fn may_build(state: &AppState, req: &HttpRequest, what: &str) -> Result<(), ApiError> {
+    let has_write_key = authorize(state, req, Role::Write).is_ok();
+    let allowed = match state.cfg.build.on_miss {
+        OnMiss::Anyone => true,
+        OnMiss::Keys => has_write_key,
+        OnMiss::Trusted => has_write_key || from_trusted_network(state, req),
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "{what}: builds on a miss are started only for {} (build.on_miss): send a key with the \
+         write role, or ask for the build with POST /v1/builds",
+        match state.cfg.build.on_miss {
+            OnMiss::Keys => "clients with a write key",
+            _ => "clients with a write key or from compat.trusted_networks",
+        }
+    )))
 }
 
 /// Build-on-miss for a download: `Some(response)` when the caller should
@@ -128,26 +155,14 @@ pub async fn build_on_miss(
     req: &HttpRequest,
     key: &ComponentKey,
 ) -> Result<Option<HttpResponse>, ApiError> {
-    let has_write_key = authorize(state, req, Role::Write).is_ok();
-    let allowed = match state.cfg.build.on_miss {
-        OnMiss::Anyone => true,
-        OnMiss::Keys => has_write_key,
-        OnMiss::Trusted => has_write_key || from_trusted_network(state, req),
-    };
-    if !allowed {
-        return Err(ApiError::not_found(format!(
-            "component {} tag {} does not exist for architecture {}; it is built on a miss only \
-             for {} (build.on_miss): send a key with the write role, or ask for the build with \
-             POST /v1/builds",
-            key.component,
-            key.tag,
-            key.arch,
-            match state.cfg.build.on_miss {
-                OnMiss::Keys => "clients with a write key",
-                _ => "clients with a write key or from compat.trusted_networks",
-            }
-        )));
-    }
+    may_build(
+        state,
+        req,
+        &format!(
+            "component {} tag {} does not exist for architecture {}",
+            key.component, key.tag, key.arch
+        ),
+    )?;
     let Some(url) = state.builder.url_for(&key.component) else {
         return Err(ApiError::not_found(format!(
             "component {} tag {} does not exist for architecture {} (and its repository is unknown, so it cannot be built)",

@@ -39,7 +39,7 @@ use crate::components::{ComponentError, Components};
 use crate::config::Config;
 use crate::image::Images;
 use error::ApiError;
-use handlers::{builds, catalog, components as c, docs, images, original, service};
+use handlers::{builds, catalog, components as c, deps, docs, images, original, service};
 use respond::RenderCache;
 
 /// What every handler shares.
@@ -107,6 +107,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             resource("/v1/components/{component}/{tag}/{arch}/info").route(web::get().to(c::info)),
         )
         .service(
+            resource("/v1/components/{component}/{tag}/{arch}/rebuild")
+                .route(web::post().to(c::rebuild)),
+        )
+        .service(
             resource("/v1/components/{component}/{tag}/{arch}")
                 .route(web::get().to(c::download))
                 .route(web::head().to(c::download))
@@ -139,6 +143,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(images::post_image)),
         )
         .service(resource("/v1/builds").route(web::post().to(builds::post_build)))
+        .service(resource("/v1/resolve").route(web::post().to(deps::resolve)))
+        .service(resource("/v1/inputs/{key}").route(web::get().to(deps::inputs)))
         .service(resource("/v1/jobs").route(web::get().to(builds::list_jobs)))
         .service(resource("/v1/jobs/{id}").route(web::get().to(builds::get_job)))
         .service(resource("/v1/jobs/{id}/log").route(web::get().to(builds::get_log)))

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use super::handlers::{builds, catalog, components, docs, images, original, service};
+use super::handlers::{builds, catalog, components, deps, docs, images, original, service};
 use crate::{api, model};
 
 #[derive(OpenApi)]
@@ -64,6 +64,9 @@ are case-insensitive.",
         components::put,
         components::delete,
         components::info,
+        components::rebuild,
+        deps::resolve,
+        deps::inputs,
         components::blob,
     ),
     components(schemas(
@@ -74,6 +77,8 @@ are case-insensitive.",
         api::JobAccepted,
         model::Job,
         api::ImageAnswer,
+        api::ResolveAnswer,
+        api::LockDocument,
     )),
     modifiers(&BearerAuth, &HeadOperations, &OptionalParameters, &RawContent),
     tags(
@@ -83,6 +88,8 @@ are case-insensitive.",
          kept drop-in compatible: fields from a JSON body (sent even on GET) or the query string."),
         (name = "builds", description = "Building a component from its git repository."),
         (name = "jobs", description = "Build jobs: state and live logs."),
+        (name = "dependencies", description = "Dependency closures for build scripts: one call \
+         for the whole closure, lock documents, inputs keys."),
         (name = "images", description = "Container images built from a Dockerfile."),
         (name = "service", description = "Health, and this documentation."),
     )

@@ -109,6 +109,15 @@ impl Params {
     }
 }
 
+/// `wait`: answer when the job ends instead of 202.
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Wait for the build to end (up to 4 times `build.timeout_secs`) instead of answering 202.
+    #[serde(default)]
+    pub wait: bool,
+}
+
 /// The query of an image build (`POST /v1/images`, `POST /image`).
 #[derive(serde::Deserialize, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -13,10 +13,12 @@ use super::error::ApiError;
 use super::files::{self, FileSpec};
 use super::{blocking, AppState};
 use crate::api::{
-    ComponentAnswer, ComponentRecord, ComponentStatus, ImageAnswer, ImageStatus, ImageView,
+    ClosureEntry, ComponentAnswer, ComponentRecord, ComponentStatus, EntryState, ImageAnswer,
+    ImageStatus, ImageView, LockDocument, LockedComponent, ResolveAnswer, ResolveStatus,
+    LOCK_VERSION,
 };
 use crate::components::{BlobHandle, ComponentError, Stored};
-use crate::model::{ComponentKey, ImageKey, Record};
+use crate::model::{ComponentKey, ImageKey, Record, Requirement, Source};
 
 pub const ZSTD: &str = "application/zstd";
 pub const GZIP: &str = "application/gzip";
@@ -132,6 +134,83 @@ fn json_bytes(body: Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(body)
+}
+
+/// A resolved closure as answered (with its lock when complete).
+pub fn closure(
+    state: &AppState,
+    req: &HttpRequest,
+    res: &crate::build::closure::Resolution,
+) -> ResolveAnswer {
+    let base = base_url(state, req);
+    let mut entries = Vec::new();
+    let mut missing = Vec::new();
+    let mut locked = Vec::new();
+    for e in &res.entries {
+        let k = &e.key;
+        let requirement = Requirement {
+            component: k.component.clone(),
+            tag: k.tag.clone(),
+        };
+        match &e.record {
+            Some(rec) => {
+                locked.push(LockedComponent {
+                    component: k.component.clone(),
+                    tag: k.tag.clone(),
+                    blake3: rec.blake3.clone(),
+                    size: rec.size,
+                    source: rec.source.clone(),
+                    dependencies: e.requires.clone(),
+                });
+                entries.push(ClosureEntry {
+                    component: k.component.clone(),
+                    tag: k.tag.clone(),
+                    arch: k.arch.clone(),
+                    state: EntryState::Stored,
+                    dependencies: e.requires.clone(),
+                    stored: Some(ComponentRecord::new(rec.clone(), &base)),
+                    source: None,
+                });
+            }
+            None => {
+                missing.push(requirement);
+                entries.push(ClosureEntry {
+                    component: k.component.clone(),
+                    tag: k.tag.clone(),
+                    arch: k.arch.clone(),
+                    state: EntryState::Missing,
+                    dependencies: e.requires.clone(),
+                    stored: None,
+                    source: e.repository.clone().map(|url| Source {
+                        url,
+                        commit: e.commit.clone(),
+                        kind: None,
+                    }),
+                });
+            }
+        }
+    }
+    let complete = missing.is_empty();
+    ResolveAnswer {
+        status: if complete {
+            ResolveStatus::Complete
+        } else {
+            ResolveStatus::Incomplete
+        },
+        arch: res.arch.clone(),
+        roots: res.roots.clone(),
+        stored: locked.len(),
+        entries,
+        missing,
+        lock: complete.then(|| LockDocument {
+            lock_version: LOCK_VERSION,
+            arch: res.arch.clone(),
+            roots: res.roots.clone(),
+            components: locked,
+        }),
+        job: None,
+        links: None,
+    }
 }
 
 /// Which encoding a download asks for.

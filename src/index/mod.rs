@@ -98,6 +98,15 @@ pub trait Index: Send + Sync + 'static {
     /// Every record (GC, verification, retention).
     fn all(&self) -> Box<dyn Iterator<Item = Result<Record>> + '_>;
     fn component_count(&self) -> Result<u64>;
+    /// Replaces the record of `rec`'s key only while it still names the same
+    /// blob (metadata such as the rebuild check); false when it does not.
+    fn update_record(&self, rec: &Record) -> Result<bool>;
+
+    // --- inputs keys (builds) ---
+    /// Notes that the record `key` was built from `inputs`.
+    fn add_inputs(&self, inputs: &str, key: &ComponentKey) -> Result<()>;
+    /// Records noted for `inputs` that still exist and still carry it.
+    fn by_inputs(&self, inputs: &str) -> Result<Vec<Record>>;
 
     // --- derived blobs ---
     /// The blob derived from `source` as `kind` (e.g. "tar.gz"), if made.

@@ -28,6 +28,7 @@ pub struct SledIndex {
     derived: ::sled::Tree,
     downloads: ::sled::Tree,
     images: ::sled::Tree,
+    inputs: ::sled::Tree,
     jobs: ::sled::Tree,
     meta: ::sled::Tree,
 }
@@ -72,6 +73,7 @@ impl SledIndex {
             derived: db.open_tree("derived")?,
             downloads: db.open_tree("downloads")?,
             images: db.open_tree("images")?,
+            inputs: db.open_tree("inputs")?,
             jobs: db.open_tree("jobs")?,
             meta: db.open_tree("meta")?,
             db,
@@ -177,6 +179,54 @@ impl Index for SledIndex {
 
     fn component_count(&self) -> Result<u64> {
         Ok(self.components.len() as u64)
+    }
+
+    fn update_record(&self, rec: &Record) -> Result<bool> {
+        let k = key_bytes(&rec.key());
+        let new = encode(&show(&k), rec)?;
+        loop {
+            let Some(old) = self.components.get(&k)? else {
+                return Ok(false);
+            };
+            let existing: Record = decode(&show(&k), &old)?;
+            if existing.blake3 != rec.blake3 {
+                return Ok(false);
+            }
+            if self
+                .components
+                .compare_and_swap(&k, Some(old), Some(new.clone()))?
+                .is_ok()
+            {
+                self.db.flush()?;
+                return Ok(true);
+            }
+        }
+    }
+
+    fn add_inputs(&self, inputs: &str, key: &ComponentKey) -> Result<()> {
+        let mut k = inputs.as_bytes().to_vec();
+        k.push(0);
+        k.extend_from_slice(&key_bytes(key));
+        self.inputs.insert(k, &[])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn by_inputs(&self, inputs: &str) -> Result<Vec<Record>> {
+        let mut p = inputs.as_bytes().to_vec();
+        p.push(0);
+        let mut out = Vec::new();
+        for k in self.inputs.scan_prefix(&p).keys() {
+            let k = k?;
+            let rec_key = &k[p.len()..];
+            if let Some(v) = self.components.get(rec_key)? {
+                let rec: Record = decode(&show(rec_key), &v)?;
+                if rec.inputs.as_deref() == Some(inputs) {
+                    out.push(rec);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn derived(&self, source: &str, kind: &str) -> Result<Option<String>> {
@@ -336,6 +386,7 @@ mod tests {
             uploaded_by: Default::default(),
             source: None,
             dependencies: vec![],
+            ..Default::default()
         }
     }
 

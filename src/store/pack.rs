@@ -83,17 +83,7 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
         }
     }
 
-    let mut enc = zstd::stream::write::Encoder::new(out, opts.level)?;
-    enc.multithread(ZSTD_WORKERS)?;
-    // Smaller jobs than zstd's default (4x the window) keep the memory of a
-    // large pack bounded (a few MiB per worker); part of the format, so fixed.
-    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-    // Large writes into zstd: tar alone would feed it 512-byte headers and
-    // 8 KiB pieces; through a BufWriter, io::copy reads files straight into
-    // its 1 MiB buffer.
-    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, enc));
-    tar.mode(tar::HeaderMode::Deterministic);
-    tar.follow_symlinks(false);
+    let mut tar = tar_writer(out, opts.level)?;
 
     // (device, inode) of a file with several links -> its first name in the tar
     let mut linked: HashMap<(u64, u64), PathBuf> = HashMap::new();
@@ -142,6 +132,69 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
                 "{} is a device file, socket or fifo; components may only hold files, directories and symlinks",
                 rel.display()
             )));
+        }
+    }
+    let enc = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    Ok(enc.finish()?)
+}
+
+type TarZst<W> = tar::Builder<io::BufWriter<zstd::stream::write::Encoder<'static, W>>>;
+
+/// A tar writer into zstd with the canonical settings.
+fn tar_writer<W: Write>(out: W, level: i32) -> Result<TarZst<W>, StoreError> {
+    let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+    enc.multithread(ZSTD_WORKERS)?;
+    // Smaller jobs than zstd's default (4x the window) keep the memory of a
+    // large pack bounded (a few MiB per worker); part of the format, so fixed.
+    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+    // Large writes into zstd: tar alone would feed it 512-byte headers and
+    // 8 KiB pieces; through a BufWriter, io::copy reads files straight into
+    // its 1 MiB buffer.
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, enc));
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    Ok(tar)
+}
+
+/// Re-packs a canonical tar.zst under another top-level directory (a
+/// build reused for another tag): every entry and hard-link target moves
+/// from `<old>/` to `<prefix>/`; contents, modes and mtimes are kept.
+pub fn reprefix<R: Read, W: Write>(
+    src: R,
+    prefix: &str,
+    level: i32,
+    out: W,
+) -> Result<W, StoreError> {
+    let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(src)?);
+    let mut tar = tar_writer(out, level)?;
+    let moved = |p: &Path| -> PathBuf {
+        let rest: PathBuf = p.components().skip(1).collect();
+        Path::new(prefix).join(rest)
+    };
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let mut h = entry.header().clone();
+        if path.components().count() <= 1 {
+            tar.append_data(&mut h, format!("{prefix}/"), io::empty())?;
+            continue;
+        }
+        let name = moved(&path);
+        match h.entry_type() {
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()?
+                    .ok_or_else(|| StoreError::bad("a hard link without a target"))?;
+                tar.append_link(&mut h, &name, moved(&target))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()?
+                    .ok_or_else(|| StoreError::bad("a symlink without a target"))?
+                    .into_owned();
+                tar.append_link(&mut h, &name, target)?;
+            }
+            _ => tar.append_data(&mut h, &name, &mut entry)?,
         }
     }
     let enc = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
@@ -230,6 +283,24 @@ mod tests {
                 "R1.0/lib/x/a.txt"
             ]
         );
+    }
+
+    #[test]
+    fn reprefix_is_a_pack_under_the_new_name() {
+        let a = tempfile::tempdir().unwrap();
+        tree(a.path());
+        fs::write(a.path().join("long-".repeat(30)), b"long name").unwrap();
+        fs::hard_link(a.path().join("README"), a.path().join("README.hard")).unwrap();
+        let opts = |p: &str| PackOptions {
+            prefix: p.into(),
+            mtime_clamp: Some(1_700_000_000),
+            level: 3,
+            max_bytes: u64::MAX,
+        };
+        let old = pack_dir(a.path(), &opts("R1.0"), Vec::new()).unwrap();
+        let new = pack_dir(a.path(), &opts("R1.0-rc1"), Vec::new()).unwrap();
+        let moved = reprefix(&old[..], "R1.0-rc1", 3, Vec::new()).unwrap();
+        assert_eq!(blake3::hash(&moved), blake3::hash(&new));
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub struct Repos {
     _tmp: tempfile::TempDir,
 }
 
-fn git(dir: &Path, args: &[&str]) {
+/// Runs git in `dir` with a fixed identity and date (panics on failure).
+pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -82,6 +83,11 @@ impl Repos {
         );
         git(&dir, &["tag", "R1.0"]);
         dir
+    }
+
+    /// Runs git in the repo `name` (to add tags, commits, branches).
+    pub fn git(&self, name: &str, args: &[&str]) {
+        git(&self.root.join(name), args);
     }
 
     /// Starts `git daemon` exporting every repo, on a free loopback port.

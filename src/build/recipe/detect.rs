@@ -87,6 +87,7 @@ impl Recipe {
                 artifacts: None,
                 extra: Mapping::new(),
                 warnings: Vec::new(),
+                text: String::new(),
             }),
             None => Err(RecipeError::NoRecipe {
                 dir: dir.to_path_buf(),

@@ -231,6 +231,9 @@ pub struct Recipe {
     pub extra: Mapping,
     /// Things worth logging that did not stop parsing (repeated keys, ignored settings).
     pub warnings: Vec<String>,
+    /// The recipe's text as read (empty when there is no recipe file): part
+    /// of a build's inputs.
+    pub text: String,
 }
 
 /// What to do to build a component for one environment.
@@ -295,6 +298,7 @@ impl Recipe {
             artifacts: parsed.artifacts,
             extra: parsed.extra,
             warnings: warnings.into_inner(),
+            text: text.to_owned(),
         })
     }
     /// The environments the recipe lists (lower case), if it lists any.
@@ -306,7 +310,14 @@ impl Recipe {
 
     /// The plan for one environment (`arch`, case-insensitive). Fails clearly when
     /// `environments` is given and does not list it, or when no build command applies.
-    pub fn plan(&self, arch: &str) -> Result<BuildPlan, RecipeError> {
+    /// The dependencies of the environment `arch` (the recipe need not
+    /// have a build command: a client's own recipe names only these).
+    pub fn dependencies_for(&self, arch: &str) -> Result<Vec<Dependency>, RecipeError> {
+        let arch = self.check_arch(arch)?;
+        Ok(self.deps_of(&arch))
+    }
+
+    fn check_arch(&self, arch: &str) -> Result<String, RecipeError> {
         let arch = arch.trim().to_ascii_lowercase();
         if arch.is_empty()
             || !arch
@@ -327,7 +338,33 @@ impl Recipe {
                 });
             }
         }
+        Ok(arch)
+    }
 
+    fn deps_of(&self, arch: &str) -> Vec<Dependency> {
+        let own_dependencies = self
+            .environments
+            .iter()
+            .flatten()
+            .find(|env| env.name == arch)
+            .and_then(|env| env.dependencies.clone())
+            .or_else(|| match &self.dependencies {
+                Some(Dependencies::PerEnvironment(per_env)) => per_env
+                    .iter()
+                    .find(|(name, _)| *name == arch)
+                    .map(|(_, deps)| deps.clone()),
+                _ => None,
+            });
+        own_dependencies
+            .or_else(|| match &self.dependencies {
+                Some(Dependencies::Common(deps)) => Some(deps.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn plan(&self, arch: &str) -> Result<BuildPlan, RecipeError> {
+        let arch = self.check_arch(arch)?;
         let no_command = |reason: String| RecipeError::NoBuildCommand {
             file: self.source_name.clone(),
             arch: arch.clone(),
@@ -384,26 +421,7 @@ impl Recipe {
             }
         };
 
-        let own_dependencies = self
-            .environments
-            .iter()
-            .flatten()
-            .find(|env| env.name == arch)
-            .and_then(|env| env.dependencies.clone())
-            .or_else(|| match &self.dependencies {
-                Some(Dependencies::PerEnvironment(per_env)) => per_env
-                    .iter()
-                    .find(|(name, _)| *name == arch)
-                    .map(|(_, deps)| deps.clone()),
-                _ => None,
-            });
-        let dependencies = own_dependencies
-            .or_else(|| match &self.dependencies {
-                Some(Dependencies::Common(deps)) => Some(deps.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-
+        let dependencies = self.deps_of(&arch);
         Ok(BuildPlan {
             command: command.shell_command(),
             image: target.image.clone().or_else(|| self.image.clone()),

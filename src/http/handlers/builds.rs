@@ -12,16 +12,9 @@ use crate::http::caller::authorize;
 use crate::http::error::ApiError;
 use crate::http::jobs::start_build;
 use crate::http::openapi::IdentityHeaders;
+use crate::http::params::WaitQuery;
 use crate::http::AppState;
 use crate::model::Role;
-
-#[derive(Deserialize, Default, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct WaitQuery {
-    /// Wait for the build to end (up to 4 times `build.timeout_secs`) instead of answering 202.
-    #[serde(default)]
-    wait: bool,
-}
 
 /// POST /v1/builds
 #[utoipa::path(

@@ -14,7 +14,7 @@ use crate::components::PutRequest;
 use crate::http::body;
 use crate::http::caller::{authorize, identity};
 use crate::http::error::ApiError;
-use crate::http::jobs::build_on_miss;
+use crate::http::jobs::{self, build_on_miss};
 use crate::http::openapi::IdentityHeaders;
 use crate::http::respond::{self, parse_format, Encoding};
 use crate::http::{blocking, AppState};
@@ -248,6 +248,41 @@ pub async fn put(
     Ok(respond::stored(&state, &req, stored))
 }
 
+/// POST /v1/components/{component}/{tag}/{arch}/rebuild (admin)
+#[utoipa::path(
+    post,
+    path = "/v1/components/{component}/{tag}/{arch}/rebuild",
+    tag = "components",
+    summary = "Check that a build is reproducible (admin)",
+    description = "Rebuilds a component built by the service from the same inputs (its commit, \
+exactly the dependency blobs it used, the same sandbox) without storing the result, and records \
+in its record (`reproducible`) whether the blake3 matched. Answers the job (202; with `wait`, \
+when it ends).",
+    params(KeyPath, crate::http::params::WaitQuery, IdentityHeaders),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "With `wait`: the rebuild ended; `component.reproducible` says whether it matched", body = api::BuildAnswer),
+        (status = 202, description = "Queued, or joined", body = api::JobAccepted),
+        (status = 400, description = "Not stored, or not built by the service", body = api::ErrorBody),
+        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key", body = api::ErrorBody),
+        (status = 422, description = "With `wait`: the rebuild failed", body = api::BuildFailed),
+    ),
+)]
+pub async fn rebuild(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<KeyPath>,
+    q: web::Query<crate::http::params::WaitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Admin)?;
+    let key = key_of(&state, &path)?;
+    let s = state.builder.submit_rebuild(&key, identity(&req))?;
+    let max =
+        std::time::Duration::from_secs(state.cfg.build.timeout_secs.saturating_mul(4).max(60));
+    jobs::answer(&state, &req, &s, q.wait.then_some(max)).await
+}
+
 /// DELETE /v1/components/{component}/{tag}/{arch} (admin): drops the index
 /// entry; the blob stays until garbage collection.
 #[utoipa::path(
@@ -425,10 +460,27 @@ pub async fn missing(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let missing = state.components.missing(&keys)?;
+    let base = respond::base_url(&state, &req);
+    let mut same_inputs = Vec::new();
+    for (item, key) in items.iter().zip(&keys) {
+        let Some(inputs) = item.inputs.as_deref().filter(|_| missing.contains(key)) else {
+            continue;
+        };
+        if let Some(rec) = state.components.by_inputs(inputs)?.into_iter().next() {
+            same_inputs.push(api::SameInputs {
+                component: key.component.clone(),
+                tag: key.tag.clone(),
+                arch: key.arch.clone(),
+                inputs: inputs.to_owned(),
+                built_as: api::ComponentRecord::new(rec, &base),
+            });
+        }
+    }
     Ok(HttpResponse::Ok().json(MissingAnswer {
         status: OkStatus::Ok,
         checked: keys.len(),
         missing,
+        same_inputs,
     }))
 }
 

@@ -5,6 +5,7 @@
 pub mod builds;
 pub mod catalog;
 pub mod components;
+pub mod deps;
 pub mod docs;
 pub mod images;
 pub mod original;

@@ -16,6 +16,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::api::{self, ComponentAnswer, ComponentStatus};
+use crate::build::closure::Roots;
 use crate::components::PutRequest;
 use crate::http::body::{read_small, SMALL_BODY};
 use crate::http::caller::{authorize, authorize_original_write, identity};
@@ -25,7 +26,7 @@ use crate::http::openapi::IdentityHeaders;
 use crate::http::params::{arch_of, BuildQuery, Params};
 use crate::http::respond::{self, parse_format, Encoding};
 use crate::http::{blocking, AppState};
-use crate::model::{ImageKey, Role};
+use crate::model::{ImageKey, Requirement, Role};
 
 /// The original API's component fields in the query string (they may come
 /// in a JSON body instead; the query string wins).
@@ -43,7 +44,8 @@ pub struct LegacyQuery {
     arch: Option<String>,
     /// `tar.gz` (default) or `tar.zst`.
     format: Option<String>,
-    /// `info`: the record as JSON instead of the tarball.
+    /// `info`: the record as JSON instead of the tarball; `closure`: the
+    /// component's dependency closure, as `POST /v1/resolve` answers it.
     view: Option<String>,
 }
 
@@ -56,8 +58,9 @@ pub struct LegacyQuery {
     summary = "Download a component (original API)",
     description = "The tarball, gzip by default (the scripts open it with tarfile `r:gz`); zstd with \
 `format=tar.zst` or `Accept: application/zstd` (`Accept: application/json` alone does not switch to \
-JSON). `view=info` answers the record as JSON. Fields come from a JSON body (sent even on GET) or \
-the query string. Supports `Range` and `If-None-Match` like the REST download. A component that is \
+JSON). `view=info` answers the record as JSON; `view=closure` answers the component's dependency \
+closure (schema `ResolveAnswer`, as `POST /v1/resolve`; 409 on a conflict or a cycle). Fields come \
+from a JSON body (sent even on GET) or the query string. Supports `Range` and `If-None-Match` like the REST download. A component that is \
 not stored but whose repository is known is built first (202 with the job after \
 `build.on_miss_wait_secs`).",
     params(
@@ -84,6 +87,7 @@ not stored but whose repository is known is built first (202 with the job after 
         (status = 400, description = "Missing field, invalid JSON, name or `format`", body = api::ErrorBody),
         (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "Not stored, and its repository is unknown", body = api::ErrorBody),
+        (status = 409, description = "`view=closure`: two tags of one component, or a cycle", body = api::ErrorBody),
         (status = 416, description = "The range is outside the file", body = api::ErrorBody),
         (status = 422, description = "It was not stored, and its build failed", body = api::BuildFailed),
         (status = 503, description = "It was not stored, and its build was interrupted", body = api::BuildFailed),
@@ -100,6 +104,19 @@ pub async fn get_component(
     let key = state
         .components
         .key(&r.component, &r.tag, arch_of(&r.architecture, &r.arch))?;
+    if r.view.as_deref() == Some("closure") {
+        let builder = state.builder.clone();
+        let (roots, arch) = (
+            vec![Requirement {
+                component: key.component.clone(),
+                tag: key.tag.clone(),
+            }],
+            key.arch.clone(),
+        );
+        let res = tokio::task::spawn_blocking(move || builder.resolve(Roots::List(roots), &arch))
+            .await??;
+        return Ok(HttpResponse::Ok().json(respond::closure(&state, &req, &res)));
+    }
     let found = state.components.lookup(&key)?;
     crate::metrics::cache("component", found.is_some());
     let rec = match found {

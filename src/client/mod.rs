@@ -11,6 +11,8 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod deps;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::blocking::{multipart, Client, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -262,6 +264,7 @@ pub fn check(r: &Remote, items: &[(String, String)], arch: &str) -> Result<Vec<C
                 component: c.clone(),
                 tag: t.clone(),
                 arch: Some(arch.to_owned()),
+                inputs: None,
             })
             .collect(),
     };

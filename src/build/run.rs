@@ -1,0 +1,394 @@
+//! The build pipeline: clone -> recipe -> dependencies (built first when
+//! missing) -> inputs key (an identical build is reused, not run again) ->
+//! sandboxed build -> artifacts -> pack -> store; and the rebuild check,
+//! which runs the same pipeline from a record's exact inputs and compares
+//! the result.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tempfile::TempDir;
+
+use super::inputs::Inputs;
+use super::recipe::{BuildPlan, Recipe};
+use super::sandbox::{self, Sandbox};
+use super::{artifacts, dep_var, git, resolve, Builder, SubmitError, Submitted};
+use crate::components::PutRequest;
+use crate::jobs::{JobCtx, WorkError};
+use crate::model::{
+    ComponentKey, Identity, JobResult, JobTarget, Record, RefKind, Reproducibility, Requirement,
+    ResolvedDependency, Source,
+};
+use crate::process;
+
+/// A checked-out tree with its recipe: what every build starts from.
+struct Checked {
+    work: TempDir,
+    checkout: git::Checkout,
+    recipe: Recipe,
+    plan: BuildPlan,
+}
+
+impl Builder {
+    /// Clones `url` at `reference` into a fresh work directory and plans the
+    /// build of `arch` from its recipe.
+    async fn checkout(
+        &self,
+        ctx: &JobCtx,
+        label: &str,
+        url: &str,
+        reference: &str,
+        arch: &str,
+    ) -> Result<Checked, WorkError> {
+        let fail = |m: String| ctx.fail(m);
+        let work = self
+            .components
+            .scratch()
+            .temp_dir()
+            .map_err(|e| fail(format!("cannot create a work directory: {e}")))?;
+        let src = work.path().join("src");
+        std::fs::create_dir_all(work.path().join("deps")).map_err(|e| fail(e.to_string()))?;
+
+        ctx.step(&format!("clone {label}"));
+        ctx.log.line(&format!("cloning {url} at {reference}"));
+        let (u, r, s) = (url.to_owned(), reference.to_owned(), src.clone());
+        let checkout = tokio::task::spawn_blocking(move || git::clone_at(&u, &r, &s))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(fail)?;
+        ctx.log.line(&format!("commit {}", checkout.commit));
+
+        ctx.step(&format!("recipe {label}"));
+        let recipe = Recipe::from_dir(&src).map_err(|e| fail(e.to_string()))?;
+        let plan = recipe.plan(arch).map_err(|e| fail(e.to_string()))?;
+        ctx.log.line(&format!("build command: {}", plan.command));
+        Ok(Checked {
+            work,
+            checkout,
+            recipe,
+            plan,
+        })
+    }
+
+    /// The builder image's id for the inputs key (`host` outside podman).
+    async fn image_id(&self, sb: &Sandbox, work: &Path) -> String {
+        match sb {
+            Sandbox::Podman { image } => {
+                let podman = process::podman_program(&self.cfg.build.podman_build);
+                process::output(
+                    podman,
+                    &["image", "inspect", "--format", "{{.Id}}", image],
+                    work,
+                )
+                .await
+                .map(|id| format!("{image}@{id}"))
+                .unwrap_or_else(|| image.clone())
+            }
+            _ => "host".into(),
+        }
+    }
+
+    /// Unpacks the closure under `work/deps` and returns the build's
+    /// variables (`ADBS_*`).
+    async fn stage_dependencies(
+        &self,
+        ctx: &JobCtx,
+        key: &ComponentKey,
+        work: &Path,
+        closure: &[ResolvedDependency],
+    ) -> Result<Vec<(String, String)>, WorkError> {
+        let fail = |m: String| ctx.fail(m);
+        let mut vars = vec![
+            ("ADBS_COMPONENT".to_owned(), key.component.clone()),
+            ("ADBS_TAG".to_owned(), key.tag.clone()),
+            ("ADBS_OS_ENVIRONMENT".to_owned(), key.arch.clone()),
+            ("ADBS_SOURCE".to_owned(), sandbox::SRC_IN.to_owned()),
+            ("ADBS_DEPS".to_owned(), sandbox::DEPS_IN.to_owned()),
+        ];
+        for d in closure {
+            ctx.log
+                .line(&format!("using {} {} ({})", d.component, d.tag, d.blake3));
+            let dest = work.join("deps").join(&d.component);
+            let (comps, hex) = (self.components.clone(), d.blake3.clone());
+            tokio::task::spawn_blocking(move || comps.unpack_blob(&hex, &dest))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(format!("unpacking {}: {e}", d.component)))?;
+            vars.push((
+                dep_var(&d.component),
+                format!("{}/{}/{}", sandbox::DEPS_IN, d.component, d.tag),
+            ));
+        }
+        Ok(vars)
+    }
+
+    /// Runs the build command and selects the artifacts; the tree to pack.
+    async fn run_in_sandbox(
+        &self,
+        ctx: &JobCtx,
+        label: &str,
+        sb: &Sandbox,
+        checked: &Checked,
+        vars: Vec<(String, String)>,
+    ) -> Result<std::path::PathBuf, WorkError> {
+        let fail = |m: String| ctx.fail(m);
+        ctx.step(&format!("build {label}"));
+        ctx.log.line(&format!("sandbox: {}", sb.name()));
+        let out = sandbox::run(
+            sb,
+            &self.cfg,
+            sandbox::Job {
+                work: checked.work.path(),
+                command: &checked.plan.command,
+                vars,
+                timeout: Duration::from_secs(self.cfg.build.timeout_secs),
+            },
+            Arc::new(ctx.log.clone()),
+        )
+        .await
+        .map_err(fail)?;
+        ctx.step(&format!("pack {label}"));
+        artifacts::select(&out, checked.work.path(), checked.plan.artifacts.as_deref())
+            .map_err(fail)
+    }
+
+    pub(super) async fn build(
+        &self,
+        ctx: &JobCtx,
+        key: &ComponentKey,
+        url: &str,
+        mut chain: Vec<String>,
+        who: Identity,
+    ) -> Result<Record, WorkError> {
+        let fail = |m: String| ctx.fail(m);
+        chain.push(key.component.clone());
+        let label = format!("{} {}", key.component, key.tag);
+        let checked = self.checkout(ctx, &label, url, &key.tag, &key.arch).await?;
+
+        ctx.step(&format!("dependencies {label}"));
+        let mut direct = Vec::new();
+        for d in &checked.plan.dependencies {
+            resolve::check_cycle(&chain, &d.name).map_err(fail)?;
+            let dkey = ComponentKey::new(&d.name, &d.tag, &key.arch)
+                .map_err(|e| fail(format!("dependency {}: {e}", d.name)))?;
+            let rec = match self
+                .components
+                .lookup(&dkey)
+                .map_err(|e| fail(e.to_string()))?
+            {
+                Some(r) => r,
+                None => {
+                    let durl = self.url_for(&d.name).ok_or_else(|| {
+                        fail(format!(
+                            "dependency {} {} ({}) is not stored and its repository URL is unknown (chain: {} -> {})",
+                            d.name,
+                            d.tag,
+                            key.arch,
+                            chain.join(" -> "),
+                            d.name
+                        ))
+                    })?;
+                    ctx.log.line(&format!(
+                        "dependency {dkey} is missing: building it from {durl}"
+                    ));
+                    let r = self
+                        .build_locked(ctx, dkey, durl, chain.clone(), who.clone())
+                        .await?;
+                    ctx.step(&format!("dependencies {label}"));
+                    r
+                }
+            };
+            direct.push(rec);
+        }
+        let closure = resolve::closure(&key.component, &direct).map_err(fail)?;
+        let sb =
+            sandbox::choose(&self.cfg, &key.arch, checked.plan.image.as_deref()).map_err(fail)?;
+        let image = self.image_id(&sb, checked.work.path()).await;
+        let inputs = Inputs {
+            commit: &checked.checkout.commit,
+            recipe: &checked.recipe.text,
+            dependencies: &closure,
+            sandbox: sb.name(),
+            image: &image,
+            arch: &key.arch,
+        }
+        .key();
+        ctx.log.line(&format!("inputs {inputs}"));
+        let requires: Vec<Requirement> = checked
+            .plan
+            .dependencies
+            .iter()
+            .map(|d| Requirement {
+                component: d.name.clone(),
+                tag: d.tag.clone(),
+            })
+            .collect();
+        let req = PutRequest {
+            who,
+            source: Some(Source {
+                url: url.to_owned(),
+                commit: Some(checked.checkout.commit.clone()),
+                kind: Some(checked.checkout.kind),
+            }),
+            dependencies: closure.clone(),
+            // a branch's record follows the branch
+            overwrite: checked.checkout.kind == RefKind::Branch,
+            mtime_clamp: Some(checked.checkout.time.max(0) as u64),
+            requires,
+            inputs: Some(inputs.clone()),
+            reused_from: None,
+        };
+
+        // the same inputs built before (another tag on this commit, an
+        // unchanged branch): reuse that output, do not build
+        let comps = self.components.clone();
+        let (i, k) = (inputs.clone(), key.clone());
+        let earlier = tokio::task::spawn_blocking(move || comps.built_from(&i, &k))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        if let Some(prev) = earlier {
+            ctx.step(&format!("reuse {label}"));
+            ctx.log.line(&format!(
+                "these inputs were built as {} {} ({}): reusing that output (blake3 {}) instead of building",
+                prev.component, prev.tag, prev.arch, prev.blake3
+            ));
+            let (comps, k) = (self.components.clone(), key.clone());
+            let stored = tokio::task::spawn_blocking(move || comps.put_reused(&k, &prev, req))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(e.to_string()))?;
+            ctx.log.line(&format!(
+                "stored {key}: blake3 {} ({} bytes), reused",
+                stored.record.blake3, stored.record.size
+            ));
+            return Ok(stored.record);
+        }
+
+        let vars = self
+            .stage_dependencies(ctx, key, checked.work.path(), &closure)
+            .await?;
+        let staged = self
+            .run_in_sandbox(ctx, &label, &sb, &checked, vars)
+            .await?;
+        let (comps, k) = (self.components.clone(), key.clone());
+        let stored = tokio::task::spawn_blocking(move || comps.put_dir(&k, &staged, req))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        ctx.log.line(&format!(
+            "stored {key}: blake3 {} ({} bytes)",
+            stored.record.blake3, stored.record.size
+        ));
+        drop(checked);
+        Ok(stored.record)
+    }
+
+    /// Queues a rebuild check of a stored component built by the service:
+    /// the same commit, the same dependency blobs, the same sandbox; the
+    /// record then says whether the blake3 matched.
+    pub fn submit_rebuild(
+        &self,
+        key: &ComponentKey,
+        who: Identity,
+    ) -> Result<Submitted, SubmitError> {
+        let rec = self
+            .components
+            .lookup(key)
+            .map_err(|e| SubmitError::Invalid(e.to_string()))?
+            .ok_or_else(|| SubmitError::Invalid(format!("{key} is not stored")))?;
+        let url = match &rec.source {
+            Some(Source {
+                url,
+                commit: Some(_),
+                ..
+            }) => url.clone(),
+            _ => {
+                return Err(SubmitError::Invalid(format!(
+                    "{key} was uploaded, not built by the service: there are no inputs to rebuild it from"
+                )))
+            }
+        };
+        let target = JobTarget::Component {
+            component: key.component.clone(),
+            tag: key.tag.clone(),
+            arch: key.arch.clone(),
+            url: Some(url),
+        };
+        let this = self.clone();
+        let (job, new) = self.jobs.submit(
+            &format!("rebuild:{}", key.display_path()),
+            "rebuild",
+            target,
+            who,
+            move |ctx| {
+                Box::pin(async move {
+                    let rec = this.rebuild(&ctx, rec).await?;
+                    Ok(JobResult::Component(rec))
+                })
+            },
+        )?;
+        Ok(Submitted { job, new })
+    }
+
+    async fn rebuild(&self, ctx: &JobCtx, rec: Record) -> Result<Record, WorkError> {
+        let fail = |m: String| ctx.fail(m);
+        let key = rec.key();
+        let label = format!("{} {} (rebuild)", key.component, key.tag);
+        let src = rec.source.clone().ok_or_else(|| fail("no source".into()))?;
+        let commit = src.commit.clone().ok_or_else(|| fail("no commit".into()))?;
+        let checked = self
+            .checkout(ctx, &label, &src.url, &commit, &key.arch)
+            .await?;
+        ctx.step(&format!("dependencies {label}"));
+        ctx.log
+            .line("using exactly the dependency blobs the record was built with");
+        let vars = self
+            .stage_dependencies(ctx, &key, checked.work.path(), &rec.dependencies)
+            .await?;
+        let sb =
+            sandbox::choose(&self.cfg, &key.arch, checked.plan.image.as_deref()).map_err(fail)?;
+        let staged = self
+            .run_in_sandbox(ctx, &label, &sb, &checked, vars)
+            .await?;
+        let (comps, tag) = (self.components.clone(), key.tag.clone());
+        let clamp = Some(checked.checkout.time.max(0) as u64);
+        let info = tokio::task::spawn_blocking(move || comps.pack_hash(&staged, &tag, clamp))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        let matched = info.hex() == rec.blake3;
+        ctx.log.line(&format!(
+            "rebuilt blake3 {} {} the stored {}: {}",
+            info.hex(),
+            if matched { "matches" } else { "differs from" },
+            rec.blake3,
+            if matched {
+                "reproducible"
+            } else {
+                "not reproducible"
+            }
+        ));
+        let mut updated = rec.clone();
+        updated.reproducible = Some(Reproducibility {
+            matched,
+            rebuilt_blake3: info.hex(),
+            checked: Utc::now(),
+            job: ctx.id.clone(),
+        });
+        let comps = self.components.clone();
+        let u = updated.clone();
+        let saved = tokio::task::spawn_blocking(move || comps.update_record(&u))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        if !saved {
+            return Err(fail(format!(
+                "{key} changed while it was rebuilt; the result was not recorded"
+            )));
+        }
+        Ok(updated)
+    }
+}

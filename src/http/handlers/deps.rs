@@ -11,6 +11,7 @@ use crate::build::closure::Roots;
 use crate::http::caller::{authorize, identity};
 use crate::http::error::ApiError;
 use crate::http::jobs::may_build;
+use crate::http::openapi::IdentityHeaders;
 use crate::http::respond;
 use crate::http::AppState;
 use crate::model::{Requirement, Role};
@@ -37,7 +38,7 @@ repository they would be built from. Complete closures carry a `lock` document; 
 `lock`, it is verified (every entry still stored with the same blake3) instead of resolved again. \
 Two tags of one component, or a cycle, answer 409 naming the chains. Missing components' recipes \
 are read from their repositories at the tag.",
-    params(ResolveQuery),
+    params(ResolveQuery, IdentityHeaders),
     request_body(content = ResolveRequest, content_type = "application/json",
         example = json!({"recipe": "dependencies:\n  - asyn: R4.39\n", "arch": "rocky9"})),
     security((), ("bearer" = [])),

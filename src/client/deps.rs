@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{extract_into, progress, ClientError, Remote, Result};
+use super::{progress, ClientError, Remote, Result};
 use crate::api::{
     ClosureEntry, EntryState, LockDocument, ResolveAnswer, ResolveRequest, ResolveStatus,
 };
@@ -205,38 +205,56 @@ pub fn fetch(r: &Remote, a: &ResolveAnswer, into: &Path, jobs: usize) -> Result<
     Ok(done)
 }
 
-/// One component: streamed into a temp file in `into` while hashing,
-/// checked, then extracted all-or-nothing under `into/<component>/`.
+/// One component, in one pass: the download is hashed while zstd decodes
+/// it and the tar unpacks into a staging directory under
+/// `into/<component>/`; only when the whole stream hashes to the pinned
+/// blake3 does the staged tree replace `<tag>/` there.
 fn fetch_one(r: &Remote, e: &ClosureEntry, into: &Path, pb: &indicatif::ProgressBar) -> Result<()> {
     let s = e
         .stored
         .as_ref()
         .ok_or_else(|| ClientError::Other("not stored".into()))?;
     let url = &s.blob_url;
-    let mut resp = r.ok(r.http.get(url), url)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".fetch-")
-        .tempfile_in(into)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = resp.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n])?;
-        pb.inc(n as u64);
+    let resp = r.ok(r.http.get(url), url)?;
+    let dir = into.join(&e.component);
+    std::fs::create_dir_all(&dir)?;
+    let stage = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&dir)?;
+    let mut hashing = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 20, resp),
+        hasher: blake3::Hasher::new(),
+        pb,
+    };
+    {
+        let dec = zstd::stream::read::Decoder::new(&mut hashing)?;
+        crate::store::unpack::unpack_safe(dec, stage.path(), u64::MAX)
+            .map_err(|e| ClientError::Other(e.to_string()))?;
     }
-    let actual = hasher.finalize().to_hex().to_string();
+    // whatever follows the tar's end (zstd's own end, padding) counts too
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    let actual = hashing.hasher.finalize().to_hex().to_string();
     if actual != s.record.blake3 {
         return Err(ClientError::Other(format!(
-            "blake3 mismatch: the closure says {}, the download hashes to {actual}",
+            "blake3 mismatch: the closure says {}, the download hashes to {actual}; nothing kept",
             s.record.blake3
         )));
     }
-    tmp.flush()?;
-    extract_into(tmp.path(), &into.join(&e.component))
+    super::replace_with(stage.path(), &dir)
+}
+
+/// A reader that hashes (and counts on the progress bar) what passes.
+struct Hashing<'a, R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    pb: &'a indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.pb.inc(n as u64);
+        Ok(n)
+    }
 }
 
 /// `export` lines for a shell: `ADBS_DEPS` and one `ADBS_DEP_<NAME>` per

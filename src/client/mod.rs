@@ -215,7 +215,13 @@ fn extract_into(tarball: &Path, x: &Path) -> Result<()> {
         unpack::open_tar(File::open(tarball)?).map_err(|e| ClientError::Other(e.to_string()))?;
     unpack::unpack_safe(tar, stage.path(), u64::MAX)
         .map_err(|e| ClientError::Other(e.to_string()))?;
-    for entry in std::fs::read_dir(stage.path())? {
+    replace_with(stage.path(), x)
+}
+
+/// Moves the top-level entries of `stage` into `x`, each replacing the
+/// entry of the same name.
+fn replace_with(stage: &Path, x: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(stage)? {
         let entry = entry?;
         let dest = x.join(entry.file_name());
         match std::fs::symlink_metadata(&dest) {

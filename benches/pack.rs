@@ -65,6 +65,7 @@ fn main() {
             mtime_clamp: Some(1_700_000_000),
             level: 3,
             max_bytes: u64::MAX,
+            max_entries: u64::MAX,
         };
         let sink = pack_dir(&tree, &opts, blake3::Hasher::new()).expect("pack");
         ours.push(t.elapsed().as_secs_f64());

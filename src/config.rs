@@ -27,8 +27,14 @@ pub struct Config {
     pub workers: usize,
     /// Largest request body accepted for an upload (413 above it).
     pub max_upload_bytes: u64,
-    /// Largest total of file sizes an uploaded tarball may unpack to.
+    /// Largest total of file sizes an uploaded tarball (or a build's output)
+    /// may unpack to, counted as written (plus 512 bytes per entry).
     pub max_unpacked_bytes: u64,
+    /// Most entries (files, directories, links) a tarball or a build's
+    /// output may hold: each is listed in memory when packed.
+    pub max_unpacked_entries: u64,
+    /// Uploads and builds normalised (packed) at once; 0: one per core.
+    pub max_concurrent_packs: usize,
     /// Architecture used when a client sends none (or the string "null").
     pub default_arch: String,
     /// zstd level for canonical tarballs.
@@ -64,6 +70,8 @@ impl Default for Config {
             workers: 0,
             max_upload_bytes: 16 << 30,
             max_unpacked_bytes: 64 << 30,
+            max_unpacked_entries: 250_000,
+            max_concurrent_packs: 0,
             default_arch: "rocky9".into(),
             zstd_level: 3,
             public_url: None,
@@ -89,6 +97,9 @@ pub struct HttpConfig {
     /// A request body that sends nothing for this long is dropped (408),
     /// and whatever it had sent is removed.
     pub body_idle_secs: u64,
+    /// A request body slower than this on average (after its first
+    /// `body_idle_secs`) is dropped too (408): a trickle holds nothing long.
+    pub body_min_bytes_per_sec: u64,
     /// Peers (reverse proxies) whose `Forwarded` / `X-Forwarded-*` headers
     /// are believed when `public_url` is unset; from anyone else they are
     /// ignored, so a client cannot choose the host in answer URLs.
@@ -99,6 +110,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_idle_secs: 30,
+            body_min_bytes_per_sec: 1024,
             trusted_proxies: Vec::new(),
         }
     }
@@ -356,6 +368,14 @@ impl Config {
         match arch.map(str::trim) {
             None | Some("") | Some("null") | Some("None") => self.default_arch(),
             Some(a) => a.to_owned(),
+        }
+    }
+
+    /// What an upload (or a build's output) may unpack to.
+    pub fn unpack_limits(&self) -> crate::store::unpack::Limits {
+        crate::store::unpack::Limits {
+            bytes: self.max_unpacked_bytes,
+            entries: self.max_unpacked_entries,
         }
     }
 

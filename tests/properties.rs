@@ -329,7 +329,11 @@ proptest! {
             })
             .collect();
         let before = listing(t.path());
-        let res = unpack_safe(&archive(&members)[..], &root, limit);
+        let res = unpack_safe(
+            &archive(&members)[..],
+            &root,
+            artifact_store::store::unpack::Limits { bytes: limit, entries: 10 },
+        );
 
         // nothing outside the root changed
         let after: Vec<String> = listing(t.path())

@@ -241,7 +241,7 @@ impl Builder {
         let work = self
             .components
             .scratch()
-            .temp_dir()
+            .work_dir()
             .map_err(|e| ResolveError::Internal(e.to_string()))?;
         let dir = work.path().join("src");
         let checkout = git::clone_at(url, tag, &dir).map_err(ResolveError::Source)?;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tempfile::TempDir;
 
 use super::inputs::Inputs;
 use super::recipe::{BuildPlan, Recipe};
@@ -25,7 +24,7 @@ use crate::process;
 
 /// A checked-out tree with its recipe: what every build starts from.
 struct Checked {
-    work: TempDir,
+    work: crate::store::scratch::WorkDir,
     checkout: git::Checkout,
     recipe: Recipe,
     plan: BuildPlan,
@@ -46,7 +45,7 @@ impl Builder {
         let work = self
             .components
             .scratch()
-            .temp_dir()
+            .work_dir()
             .map_err(|e| fail(format!("cannot create a work directory: {e}")))?;
         let src = work.path().join("src");
         std::fs::create_dir_all(work.path().join("deps")).map_err(|e| fail(e.to_string()))?;
@@ -163,6 +162,9 @@ impl Builder {
         who: Identity,
     ) -> Result<Record, WorkError> {
         let fail = |m: String| ctx.fail(m);
+        self.components
+            .ensure_room()
+            .map_err(|e| fail(format!("{e}: builds are refused until space is freed")))?;
         chain.push(key.component.clone());
         let label = format!("{} {}", key.component, key.tag);
         let checked = self.checkout(ctx, &label, url, &key.tag, &key.arch).await?;

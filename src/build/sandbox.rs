@@ -145,23 +145,27 @@ const BUILD_UID: u32 = 1000;
 /// and the few files under /etc they need. Nothing else of the host (no
 /// /home, /root, /var, /srv, /etc as a whole) is mounted.
 const SYSTEM_DIRS: [&str; 6] = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
-const SYSTEM_ETC: [&str; 12] = [
+const SYSTEM_ETC: [&str; 14] = [
     "/etc/alternatives",
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
     "/etc/localtime",
     "/etc/nsswitch.conf",
-    "/etc/ssl",
+    // certificates only: /etc/ssl/private holds keys
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
     "/etc/ca-certificates",
-    "/etc/pki",
+    "/etc/pki/tls/certs",
+    "/etc/pki/ca-trust",
     "/etc/os-release",
     "/etc/debian_version",
     "/etc/redhat-release",
 ];
 
 /// The bwrap command line up to (not including) the command string: a new
-/// user namespace where the recipe is uid 1000 with no capabilities; new
+/// user namespace where the recipe is uid 1000 with no capabilities (and
+/// may not make further user namespaces); new
 /// pid, network (only `lo`), ipc and uts namespaces; the system directories
 /// read-only; a synthetic /etc/passwd and /etc/group; private /tmp; the
 /// work tree at `/mnt/build` (writable) and the dependencies at `/mnt/deps`
@@ -234,6 +238,7 @@ pub fn bwrap_args(cfg: &Config, work: &Path) -> std::io::Result<Vec<String>> {
         "builder",
         "--cap-drop",
         "ALL",
+        "--disable-userns",
         "--die-with-parent",
         "--new-session",
         "--",

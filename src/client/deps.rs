@@ -218,7 +218,9 @@ fn fetch_one(r: &Remote, e: &ClosureEntry, into: &Path, pb: &indicatif::Progress
     let resp = r.ok(r.http.get(url), url)?;
     let dir = into.join(&e.component);
     std::fs::create_dir_all(&dir)?;
-    let stage = tempfile::Builder::new().prefix(".fetch-").tempdir_in(&dir)?;
+    let stage = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(&dir)?;
     let mut hashing = Hashing {
         inner: std::io::BufReader::with_capacity(1 << 20, resp),
         hasher: blake3::Hasher::new(),
@@ -226,7 +228,7 @@ fn fetch_one(r: &Remote, e: &ClosureEntry, into: &Path, pb: &indicatif::Progress
     };
     {
         let dec = zstd::stream::read::Decoder::new(&mut hashing)?;
-        crate::store::unpack::unpack_safe(dec, stage.path(), u64::MAX)
+        crate::store::unpack::unpack_safe(dec, stage.path(), crate::store::unpack::Limits::NONE)
             .map_err(|e| ClientError::Other(e.to_string()))?;
     }
     // whatever follows the tar's end (zstd's own end, padding) counts too

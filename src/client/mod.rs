@@ -213,7 +213,7 @@ fn extract_into(tarball: &Path, x: &Path) -> Result<()> {
     let stage = tempfile::Builder::new().prefix(".extract-").tempdir_in(x)?;
     let tar =
         unpack::open_tar(File::open(tarball)?).map_err(|e| ClientError::Other(e.to_string()))?;
-    unpack::unpack_safe(tar, stage.path(), u64::MAX)
+    unpack::unpack_safe(tar, stage.path(), unpack::Limits::NONE)
         .map_err(|e| ClientError::Other(e.to_string()))?;
     replace_with(stage.path(), x)
 }

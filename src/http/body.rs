@@ -28,15 +28,37 @@ pub struct IdleBody {
     inner: Payload,
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Slower than this on average (after the first `idle`) is a stall too.
+    min_rate: u64,
+    started: tokio::time::Instant,
+    received: u64,
 }
 
 impl IdleBody {
-    pub fn new(inner: Payload, idle: Duration) -> Self {
+    pub fn new(inner: Payload, idle: Duration, min_rate: u64) -> Self {
         Self {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            min_rate,
+            started: tokio::time::Instant::now(),
+            received: 0,
         }
+    }
+
+    fn too_slow(&self) -> Option<PayloadError> {
+        let secs = self.started.elapsed().as_secs_f64();
+        let slow =
+            secs > self.idle.as_secs_f64() && (self.received as f64) < self.min_rate as f64 * secs;
+        slow.then(|| {
+            PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the request body arrives slower than {} bytes/s (http.body_min_bytes_per_sec)",
+                    self.min_rate
+                ),
+            ))
+        })
     }
 }
 
@@ -46,6 +68,10 @@ impl Stream for IdleBody {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(b))) => {
+                self.received += b.len() as u64;
+                if let Some(e) = self.too_slow() {
+                    return Poll::Ready(Some(Err(e)));
+                }
                 let next = tokio::time::Instant::now() + self.idle;
                 self.timer.as_mut().reset(next);
                 Poll::Ready(Some(Ok(b)))
@@ -94,12 +120,10 @@ fn declared_length(req: &HttpRequest) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Refuses (507) a body whose declared length would not leave
-/// `min_free_bytes` free.
+/// Refuses (507) a body whose declared length (0 when chunked) would not
+/// leave `min_free_bytes` free.
 pub fn check_room(req: &HttpRequest, components: &Components) -> Result<(), ApiError> {
-    let Some(n) = declared_length(req) else {
-        return Ok(());
-    };
+    let n = declared_length(req).unwrap_or(0);
     components.room_for(n).map_err(|(free, floor)| {
         ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
@@ -130,6 +154,10 @@ pub async fn read_small(mut payload: web::Payload, limit: usize) -> Result<Bytes
     }
     Ok(buf.freeze())
 }
+
+/// How often (in bytes received) a growing upload is checked against the
+/// free-space floor.
+const ROOM_CHECK_EVERY: u64 = 64 << 20;
 
 /// Streams an upload into a scratch temp file, hashing it.
 pub async fn receive(
@@ -165,11 +193,17 @@ pub async fn receive(
     });
 
     let mut seen = 0u64;
+    let mut next_check = ROOM_CHECK_EVERY;
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::body_error(&e))?;
         seen += chunk.len() as u64;
         if seen > limit {
             return Err(too_large(limit));
+        }
+        // a body of unknown length is checked against the floor as it grows
+        if seen >= next_check {
+            next_check = seen + ROOM_CHECK_EVERY;
+            check_room(req, components)?;
         }
         if tx.send(chunk).await.is_err() {
             break; // the writer failed; its error is reported below

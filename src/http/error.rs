@@ -141,11 +141,16 @@ impl From<ComponentError> for ApiError {
             E::Store(StoreError::BadArchive(_)) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_archive", msg)
             }
-            E::Store(StoreError::TooLarge { .. }) => {
+            E::Store(StoreError::TooLarge { .. } | StoreError::TooManyEntries { .. }) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
             }
             E::Store(StoreError::Io(e)) => ApiError::io(&e),
             E::Index(e) => e.into(),
+            E::NoRoom { .. } => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                msg,
+            ),
             E::BlobLost(_) => {
                 tracing::error!("{msg}");
                 ApiError::not_found(msg)
@@ -215,7 +220,8 @@ impl From<ImageError> for ApiError {
             ImageError::BadRequest(_) | ImageError::Store(StoreError::BadArchive(_)) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", msg)
             }
-            ImageError::TooLarge(_) | ImageError::Store(StoreError::TooLarge { .. }) => {
+            ImageError::TooLarge(_)
+            | ImageError::Store(StoreError::TooLarge { .. } | StoreError::TooManyEntries { .. }) => {
                 ApiError::too_large(msg)
             }
             ImageError::Store(StoreError::Io(e)) => ApiError::io(&e),

@@ -182,6 +182,7 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
     };
     let log_requests = state.cfg.log_requests;
     let idle = std::time::Duration::from_secs(state.cfg.http.body_idle_secs.max(1));
+    let min_rate = state.cfg.http.body_min_bytes_per_sec;
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -193,7 +194,7 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                     use actix_web::HttpMessage;
                     let payload = req.take_payload();
                     req.set_payload(actix_web::dev::Payload::Stream {
-                        payload: Box::pin(body::IdleBody::new(payload, idle)),
+                        payload: Box::pin(body::IdleBody::new(payload, idle, min_rate)),
                     });
                 }
                 let start = Instant::now();

@@ -46,7 +46,7 @@ pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
         .headers()
         .get(actix_web::http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|h| is_host(h))
         .map(str::to_owned)
         .unwrap_or_else(|| req.app_config().host().to_owned());
     let scheme = if req.app_config().secure() {
@@ -55,6 +55,13 @@ pub fn base_url(state: &AppState, req: &HttpRequest) -> String {
         "http"
     };
     format!("{scheme}://{host}")
+}
+
+/// `host`, `host:port`, or `[v6]:port`: nothing that could add a path or
+/// a query to the URLs built from it.
+fn is_host(h: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
+    !h.is_empty() && h.len() <= 255 && h.bytes().all(ok)
 }
 
 /// A record with its links, as answered.

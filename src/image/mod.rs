@@ -215,12 +215,13 @@ impl Images {
         if let Some(c) = context {
             let f = std::fs::File::open(c)?;
             let tar = unpack::open_tar(f)?;
-            unpack::unpack_safe(tar, &ctx, self.cfg.max_unpacked_bytes)?;
+            unpack::unpack_safe(tar, &ctx, self.cfg.unpack_limits())?;
             let opts = PackOptions {
                 prefix: "context".into(),
                 mtime_clamp: Some(0),
                 level: 1,
                 max_bytes: self.cfg.max_unpacked_bytes,
+                max_entries: self.cfg.max_unpacked_entries,
             };
             let sink = pack_dir(&ctx, &opts, blake3::Hasher::new())?;
             h.update(b"context\0");

@@ -18,6 +18,13 @@ use std::path::{Component, Path, PathBuf};
 /// Symlinks followed in one resolution before giving up (as Linux's ELOOP).
 const MAX_LINK_HOPS: usize = 40;
 
+/// Path components one resolution may walk: chains of long links could
+/// otherwise make a tiny archive cost minutes of lookups.
+pub const MAX_STEPS: usize = 4096;
+
+/// Path components all the resolutions of one tree may walk together.
+pub const MAX_TREE_STEPS: usize = 1 << 20;
+
 /// Why a path cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BeneathError {
@@ -25,6 +32,8 @@ pub enum BeneathError {
     Escapes { path: String, what: &'static str },
     #[error("{path}: too many levels of symbolic links")]
     Loop { path: String },
+    #[error("{path}: the symbolic links are too complex to resolve (over {MAX_STEPS} steps, or {MAX_TREE_STEPS} for the whole tree)")]
+    TooComplex { path: String },
     #[error("{path} goes through the symbolic link {link}")]
     ThroughLink { path: String, link: String },
     #[error("{path}: {err}")]
@@ -48,6 +57,17 @@ pub struct Resolved {
 /// does not exist are resolved as text (nothing can redirect them).
 /// `what` names the root in errors ("the component", "the work tree").
 pub fn resolve(root: &Path, rel: &Path, what: &'static str) -> Result<Resolved, BeneathError> {
+    let mut budget = MAX_STEPS;
+    resolve_with(root, rel, what, &mut budget)
+}
+
+/// [`resolve`], spending steps from `budget` (shared across a tree).
+pub fn resolve_with(
+    root: &Path,
+    rel: &Path,
+    what: &'static str,
+    budget: &mut usize,
+) -> Result<Resolved, BeneathError> {
     let escapes = || BeneathError::Escapes {
         path: show(rel),
         what,
@@ -62,17 +82,28 @@ pub fn resolve(root: &Path, rel: &Path, what: &'static str) -> Result<Resolved, 
         }
     }
     let mut at: Vec<OsString> = Vec::new();
+    // how many trailing components of `at` do not exist: nothing can
+    // redirect them, but a `..` back to an existing directory resumes the
+    // lookup on the real tree
+    let mut virtual_depth = 0usize;
     let mut hops = 0;
-    let mut missing = false;
+    let mut steps = 0;
     while let Some(name) = todo.pop_front() {
+        steps += 1;
+        if steps > MAX_STEPS || *budget == 0 {
+            return Err(BeneathError::TooComplex { path: show(rel) });
+        }
+        *budget -= 1;
         if name == ".." {
             if at.pop().is_none() {
                 return Err(escapes());
             }
+            virtual_depth = virtual_depth.saturating_sub(1);
             continue;
         }
-        if missing {
+        if virtual_depth > 0 {
             at.push(name);
+            virtual_depth += 1;
             continue;
         }
         let here: PathBuf = root.join(at.iter().collect::<PathBuf>()).join(&name);
@@ -101,7 +132,7 @@ pub fn resolve(root: &Path, rel: &Path, what: &'static str) -> Result<Resolved, 
             }
             Ok(_) => at.push(name),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                missing = true;
+                virtual_depth = 1;
                 at.push(name);
             }
             Err(err) => {
@@ -114,7 +145,7 @@ pub fn resolve(root: &Path, rel: &Path, what: &'static str) -> Result<Resolved, 
     }
     Ok(Resolved {
         rel: at.iter().collect(),
-        exists: !missing,
+        exists: virtual_depth == 0,
     })
 }
 
@@ -214,9 +245,71 @@ pub fn create_dirs(root: &Path, rel: &Path) -> Result<(), BeneathError> {
     Ok(())
 }
 
+/// Opens the regular file `rel` under `root` without a race: the path is
+/// resolved on the real tree (links inside `root` followed), then opened
+/// one component at a time with `openat(O_NOFOLLOW)` from a descriptor of
+/// `root`, so a directory swapped for a symlink meanwhile makes the open
+/// fail instead of leaving the root. Fifos and devices are refused.
+pub fn open_regular(root: &Path, rel: &Path, what: &'static str) -> Result<fs::File, BeneathError> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let io_err = |err: io::Error| BeneathError::Io {
+        path: show(rel),
+        err,
+    };
+    let resolved = resolve(root, rel, what)?;
+    if !resolved.exists {
+        return Err(io_err(io::Error::from(io::ErrorKind::NotFound)));
+    }
+    let comps: Vec<&std::ffi::OsStr> = resolved.rel.iter().collect();
+    if comps.is_empty() {
+        return Err(io_err(io::Error::other("is a directory")));
+    }
+    let mut dir = fs::File::open(root).map_err(io_err)?;
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let name = std::ffi::CString::new(c.as_bytes())
+            .map_err(|e| io_err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        let flags = libc::O_RDONLY
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | if last {
+                libc::O_NONBLOCK
+            } else {
+                libc::O_DIRECTORY
+            };
+        // SAFETY: a valid directory descriptor and a NUL-terminated name.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let f = unsafe { fs::File::from_raw_fd(fd) };
+        if last {
+            let m = f.metadata().map_err(io_err)?;
+            if !m.is_file() {
+                return Err(io_err(io::Error::other("not a regular file")));
+            }
+            return Ok(f);
+        }
+        dir = f;
+    }
+    Err(io_err(io::Error::from(io::ErrorKind::NotFound)))
+}
+
 /// Every symlink under `root` (not following any) must resolve inside it.
 /// Returns the first that does not, as an error naming it and its target.
 pub fn check_links(root: &Path, what: &'static str) -> Result<usize, BeneathError> {
+    let mut budget = MAX_TREE_STEPS;
+    check_links_with(root, what, &mut budget)
+}
+
+/// [`check_links`], spending steps from `budget`.
+pub fn check_links_with(
+    root: &Path,
+    what: &'static str,
+    budget: &mut usize,
+) -> Result<usize, BeneathError> {
     let mut n = 0;
     for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
         let entry = entry.map_err(|e| BeneathError::Io {
@@ -234,7 +327,7 @@ pub fn check_links(root: &Path, what: &'static str) -> Result<usize, BeneathErro
                 path: show(entry.path()),
                 err: io::Error::other(e),
             })?;
-        if let Err(e) = resolve(root, rel, what) {
+        if let Err(e) = resolve_with(root, rel, what, budget) {
             let target = fs::read_link(entry.path()).unwrap_or_default();
             return Err(match e {
                 BeneathError::Escapes { .. } => BeneathError::Escapes {
@@ -295,5 +388,74 @@ mod tests {
         ));
         // up and over escape: check_links finds one of them
         assert!(check_links(r, "t").is_err());
+    }
+
+    #[test]
+    fn a_missing_directory_does_not_hide_a_link_after_it() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("a")).unwrap();
+        symlink("../..", r.join("a/up")).unwrap();
+        // `nothere` is missing; `..` comes back to `a`, whose `up` climbs out
+        assert!(matches!(
+            resolve(r, Path::new("a/nothere/../up/x"), "t"),
+            Err(BeneathError::Escapes { .. })
+        ));
+        assert_eq!(
+            resolve(r, Path::new("a/nothere/../x"), "t").unwrap(),
+            Resolved {
+                rel: "a/x".into(),
+                exists: false
+            }
+        );
+    }
+
+    #[test]
+    fn open_regular_never_leaves_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        fs::write(r.join("a/b/f"), "inside").unwrap();
+        symlink("a/b", r.join("in")).unwrap();
+        symlink("/etc", r.join("out")).unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(
+            &mut open_regular(r, Path::new("in/f"), "t").unwrap(),
+            &mut s,
+        )
+        .unwrap();
+        assert_eq!(s, "inside");
+        assert!(open_regular(r, Path::new("out/passwd"), "t").is_err());
+        assert!(
+            open_regular(r, Path::new("a/b"), "t").is_err(),
+            "a directory"
+        );
+        assert!(open_regular(r, Path::new("a/nothere"), "t").is_err());
+    }
+
+    #[test]
+    fn long_chains_are_refused_quickly() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("d")).unwrap();
+        // each link names the previous one many times
+        let mut prev = "d".to_owned();
+        for i in 0..30 {
+            let target = std::iter::repeat_n(format!("{prev}/.."), 60)
+                .collect::<Vec<_>>()
+                .join("/")
+                + "/d";
+            let name = format!("l{i}");
+            symlink(&target, r.join(&name)).unwrap();
+            prev = name;
+        }
+        let t0 = std::time::Instant::now();
+        let res = check_links(r, "t");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(res.is_err());
     }
 }

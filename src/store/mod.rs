@@ -95,6 +95,8 @@ pub enum StoreError {
     BadArchive(String),
     #[error("the archive unpacks to more than {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error("the archive holds more than {limit} entries (max_unpacked_entries)")]
+    TooManyEntries { limit: u64 },
 }
 
 impl StoreError {

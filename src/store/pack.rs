@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{beneath, StoreError};
@@ -23,6 +23,8 @@ pub struct PackOptions {
     /// Most bytes the tar may hold (file contents plus a 512-byte header per
     /// entry); past it the pack stops with [`StoreError::TooLarge`].
     pub max_bytes: u64,
+    /// Most entries the tree may hold (each is listed in memory first).
+    pub max_entries: u64,
 }
 
 /// Number of zstd worker threads: fixed, because the frame layout (and so
@@ -67,6 +69,11 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
         .follow_links(false)
         .sort_by(|a, b| a.file_name().cmp(b.file_name()));
     for entry in walker {
+        if entries.len() as u64 >= opts.max_entries {
+            return Err(StoreError::TooManyEntries {
+                limit: opts.max_entries,
+            });
+        }
         let entry = entry.map_err(io::Error::other)?;
         let meta = entry.metadata().map_err(io::Error::other)?;
         entries.push((entry.into_path(), meta));
@@ -116,10 +123,21 @@ pub fn pack_dir<W: Write>(src: &Path, opts: &PackOptions, out: W) -> Result<W, S
             let mut h = base_header(tar::EntryType::Regular, clamp(meta.mtime()), perm);
             h.set_size(meta.len());
             // never follow a link swapped in for the file after the listing
-            let f = File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)?;
+            let open = || {
+                File::options()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)
+            };
+            let f = match open() {
+                // a file its owner may not read (mode 000): the tree is the
+                // service's own copy, so let it read; the tar keeps the mode
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    fs::set_permissions(path, fs::Permissions::from_mode(perm | 0o400))?;
+                    open()?
+                }
+                other => other?,
+            };
             tar.append_data(&mut h, &name, f.take(meta.len()))?;
         } else if ft.is_symlink() {
             count(0)?;
@@ -253,6 +271,7 @@ mod tests {
             mtime_clamp: Some(1_700_000_000),
             level: 3,
             max_bytes: u64::MAX,
+            max_entries: u64::MAX,
         };
         let x = pack_dir(a.path(), &opts, Vec::new()).unwrap();
         let y = pack_dir(b.path(), &opts, Vec::new()).unwrap();
@@ -296,6 +315,7 @@ mod tests {
             mtime_clamp: Some(1_700_000_000),
             level: 3,
             max_bytes: u64::MAX,
+            max_entries: u64::MAX,
         };
         let old = pack_dir(a.path(), &opts("R1.0"), Vec::new()).unwrap();
         let new = pack_dir(a.path(), &opts("R1.0-rc1"), Vec::new()).unwrap();
@@ -312,6 +332,7 @@ mod tests {
             mtime_clamp: None,
             level: 3,
             max_bytes: u64::MAX,
+            max_entries: u64::MAX,
         };
         let zst = pack_dir(a.path(), &opts, Vec::new()).unwrap();
         let gz = zstd_to_gzip(&zst[..], Vec::new()).unwrap();

@@ -16,11 +16,27 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Opens (creating) `<data>/tmp`, removing leftovers from a crash.
+    /// Opens (creating) `<data>/tmp`, removing leftovers from a crash. A
+    /// leftover that cannot be removed (a build made it unreadable) is moved
+    /// aside and logged: it never stops the service from starting.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
         let dir = data_dir.join("tmp");
         if dir.exists() {
-            fs::remove_dir_all(&dir)?;
+            if let Err(e) = remove_tree(&dir) {
+                let aside = data_dir.join(format!(
+                    "tmp.stale-{}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                ));
+                tracing::error!(
+                    "cannot clear {}: {e}; moved aside to {} (remove it by hand)",
+                    dir.display(),
+                    aside.display()
+                );
+                fs::rename(&dir, &aside)?;
+            }
         }
         fs::create_dir_all(&dir)?;
         Ok(Self { dir })
@@ -44,6 +60,12 @@ impl Scratch {
             .tempdir_in(&self.dir)
     }
 
+    /// A fresh directory for work a build (a recipe) writes into: removed
+    /// on drop even when the build took the permissions away.
+    pub fn work_dir(&self) -> io::Result<WorkDir> {
+        Ok(WorkDir(Some(self.temp_dir()?)))
+    }
+
     /// A writer that hashes what it writes into a temp file.
     pub fn writer(&self) -> io::Result<BlobWriter> {
         Ok(BlobWriter {
@@ -51,6 +73,54 @@ impl Scratch {
             hasher: blake3::Hasher::new(),
             size: 0,
         })
+    }
+}
+
+/// A work directory that a build wrote into; see [`Scratch::work_dir`].
+pub struct WorkDir(Option<tempfile::TempDir>);
+
+impl WorkDir {
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |t| t.path())
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let path = t.keep();
+            if let Err(e) = remove_tree(&path) {
+                tracing::warn!("cannot remove the work directory {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Removes a tree, giving its directories back the owner's permissions
+/// first when a plain removal fails (a build's `chmod 000`).
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    restore_permissions(path);
+    fs::remove_dir_all(path)
+}
+
+fn restore_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(m) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if !m.is_dir() {
+        return;
+    }
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+    if let Ok(rd) = fs::read_dir(path) {
+        for e in rd.flatten() {
+            restore_permissions(&e.path());
+        }
     }
 }
 

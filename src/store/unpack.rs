@@ -84,6 +84,23 @@ pub struct UnpackStats {
     pub bytes: u64,
 }
 
+/// What an unpack may write.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes (see [`UnpackStats::bytes`]).
+    pub bytes: u64,
+    /// Entries (files, directories, links): each costs memory when packed.
+    pub entries: u64,
+}
+
+impl Limits {
+    /// No limit (the client, unpacking what it verified).
+    pub const NONE: Limits = Limits {
+        bytes: u64::MAX,
+        entries: u64::MAX,
+    };
+}
+
 /// Bytes counted per entry besides its content: its tar header, which a
 /// repack writes too (so a million empty files are not free).
 pub const ENTRY_OVERHEAD: u64 = 512;
@@ -93,12 +110,19 @@ pub const ENTRY_OVERHEAD: u64 = 512;
 /// absolute paths, `..`, writes through a symlink, hard links to anything
 /// but a file already unpacked, symlinks that resolve outside `dst` (chains
 /// included, checked on the real file system), device files and fifos.
-/// `limit` caps what is written (see [`UnpackStats::bytes`]); past it the
-/// unpack stops with [`StoreError::TooLarge`].
-pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackStats, StoreError> {
+/// `limits` cap what is written (see [`UnpackStats::bytes`]) and the number
+/// of entries; past them the unpack stops with [`StoreError::TooLarge`] or
+/// [`StoreError::TooManyEntries`].
+pub fn unpack_safe<R: Read>(
+    reader: R,
+    dst: &Path,
+    limits: Limits,
+) -> Result<UnpackStats, StoreError> {
+    let limit = limits.bytes;
     let mut ar = tar::Archive::new(reader);
     let mut stats = UnpackStats::default();
     let mut buf = vec![0u8; 256 << 10];
+    let mut link_budget = beneath::MAX_TREE_STEPS;
     let entries = ar.entries().map_err(|e| bad_tar(&e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad_tar(&e))?;
@@ -127,6 +151,11 @@ pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackS
             continue;
         }
         stats.entries += 1;
+        if stats.entries > limits.entries {
+            return Err(StoreError::TooManyEntries {
+                limit: limits.entries,
+            });
+        }
         stats.bytes = stats.bytes.saturating_add(ENTRY_OVERHEAD);
         if stats.bytes > limit {
             return Err(StoreError::TooLarge { limit });
@@ -144,9 +173,9 @@ pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackS
                     Ok(m) if m.is_dir() => {}
                     Ok(_) => {
                         fs::remove_file(&full)?;
-                        fs::create_dir(&full)?;
+                        fs::create_dir(&full).map_err(|e| named(&rel, e))?;
                     }
-                    Err(_) => fs::create_dir(&full)?,
+                    Err(_) => fs::create_dir(&full).map_err(|e| named(&rel, e))?,
                 }
                 fs::set_permissions(&full, fs::Permissions::from_mode(mode | 0o700))?;
             }
@@ -161,7 +190,7 @@ pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackS
                     )));
                 }
                 replace_non_dir(&full, &rel)?;
-                std::os::unix::fs::symlink(&target, &full)?;
+                std::os::unix::fs::symlink(&target, &full).map_err(|e| named(&rel, e))?;
                 // checked at once on the real tree, and again at the end
                 // (a later entry may change where a chain leads)
                 beneath::resolve(dst, &rel, "the component")
@@ -188,7 +217,7 @@ pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackS
                 }
                 replace_non_dir(&full, &rel)?;
                 // a hard link adds no bytes: the repack keeps it a hard link
-                fs::hard_link(dst.join(&target_rel), &full)?;
+                fs::hard_link(dst.join(&target_rel), &full).map_err(|e| named(&rel, e))?;
             }
             _ => {
                 replace_non_dir(&full, &rel)?;
@@ -197,7 +226,8 @@ pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackS
                     .create_new(true)
                     .mode(0o600)
                     .custom_flags(libc::O_NOFOLLOW)
-                    .open(&full)?;
+                    .open(&full)
+                    .map_err(|e| named(&rel, e))?;
                 let room = limit - stats.bytes;
                 stats.bytes += copy_limited(&mut entry, &mut f, &mut buf, room, limit)?;
                 f.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -208,7 +238,7 @@ pub fn unpack_safe<R: Read>(reader: R, dst: &Path, limit: u64) -> Result<UnpackS
     if stats.entries == 0 {
         return Err(StoreError::bad("the tarball holds no entries"));
     }
-    beneath::check_links(dst, "the component").map_err(refused)?;
+    beneath::check_links_with(dst, "the component", &mut link_budget).map_err(refused)?;
     Ok(stats)
 }
 
@@ -271,6 +301,18 @@ fn link_error(e: beneath::BeneathError, link: &Path, target: &Path) -> StoreErro
             target.display()
         )),
         other => refused(other),
+    }
+}
+
+/// A file system error about an entry: the entry's fault (a name too
+/// long, a name the file system cannot hold) is a bad archive; anything else
+/// (a full disk) is ours.
+fn named(rel: &Path, e: io::Error) -> StoreError {
+    match e.raw_os_error() {
+        Some(libc::ENAMETOOLONG | libc::EINVAL | libc::EILSEQ | libc::EMLINK | libc::ELOOP) => {
+            StoreError::bad(format!("{}: {e}", rel.display()))
+        }
+        _ => StoreError::Io(e),
     }
 }
 

@@ -25,9 +25,18 @@ pub fn hash(k: &str) -> String {
 }
 
 /// A config with three keys (admin, write, read) and `extra` TOML appended.
+/// The disk floor and reserve are small (1 MiB) unless `extra` sets them,
+/// so a nearly full CI disk does not refuse the tests' uploads.
 pub fn config_with_keys(extra: &str) -> String {
+    let mut small = String::new();
+    if !extra.contains("min_free_bytes") {
+        small.push_str("min_free_bytes = 1048576\n");
+    }
+    if !extra.contains("reserve_bytes") {
+        small.push_str("reserve_bytes = 1048576\n");
+    }
     format!(
-        "max_upload_bytes = 67108864\n{extra}\n\
+        "max_upload_bytes = 67108864\n{small}{extra}\n\
          [[auth.keys]]\nname = \"admin\"\nrole = \"admin\"\nblake3 = \"{}\"\n\
          [[auth.keys]]\nname = \"ci\"\nrole = \"write\"\nblake3 = \"{}\"\n\
          [[auth.keys]]\nname = \"reader\"\nrole = \"read\"\nblake3 = \"{}\"\n",
@@ -78,8 +87,23 @@ impl Server {
 
     /// As [`Server::start_in`], with extra environment variables.
     pub fn start_in_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_as(dir, config, env, &[])
+    }
+
+    /// As [`Server::start_in_env`], the binary run through `wrapper` (e.g.
+    /// `setpriv --reuid 65534 ...` to run as another user).
+    pub fn start_as(dir: &Path, config: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
         std::fs::write(dir.join("config.toml"), config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
+        let bin = env!("CARGO_BIN_EXE_artifact-store");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("config.toml"))

@@ -4,12 +4,15 @@
 //! to serve. The HTTP layer calls these, never the store or the index.
 //!
 //! Main type: [`Components`]. Every method that writes is blocking and
-//! belongs on a blocking thread.
+//! belongs on a blocking thread. `gzip`: derived gzip forms; `space`:
+//! readiness, the free-space floor, statistics, the bound on packs.
+
+mod gzip;
+mod space;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +24,7 @@ use crate::model::{
     ComponentKey, Identity, NameError, Record, Requirement, ResolvedDependency, Source,
 };
 use crate::store::pack::{self, PackOptions};
-use crate::store::{unpack, BlobInfo, BlobStore, Scratch, StoreError};
+use crate::store::{beneath, unpack, BlobInfo, BlobStore, Scratch, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentError {
@@ -43,6 +46,9 @@ pub enum ComponentError {
     /// service's back): never served as a truncated answer.
     #[error("the blob is missing from the store (run `artifact-store verify`)")]
     BlobLost(String),
+    /// The disk is below its free-space floor: writes are refused.
+    #[error("the store has {free} bytes free, below its floor of {floor} (min_free_bytes): nothing stored")]
+    NoRoom { free: u64, floor: u64 },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -111,6 +117,9 @@ pub struct Components {
     /// Derivations in progress, by source blob: one conversion per source at
     /// a time; later callers wait for it and reuse its result.
     deriving: Locks,
+    /// Packs (normalisations, build outputs) running at once are bounded:
+    /// each lists its tree in memory and runs zstd workers.
+    packs: Arc<space::Slots>,
 }
 
 impl Components {
@@ -120,12 +129,17 @@ impl Components {
         index: Arc<dyn Index>,
         cfg: Arc<Config>,
     ) -> Self {
+        let packs = match cfg.max_concurrent_packs {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
         Self {
             blobs,
             scratch,
             index,
             cfg,
             deriving: Default::default(),
+            packs: Arc::new(space::Slots::new(packs)),
         }
     }
 
@@ -223,7 +237,7 @@ impl Components {
         })?;
         std::fs::create_dir_all(dest)?;
         let tar = zstd::stream::read::Decoder::new(r)?;
-        unpack::unpack_safe(tar, dest, self.cfg.max_unpacked_bytes)?;
+        unpack::unpack_safe(tar, dest, self.cfg.unpack_limits())?;
         Ok(())
     }
 
@@ -292,33 +306,37 @@ impl Components {
                 path.display()
             ))
         };
-        let roots: Vec<PathBuf> = self
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(refused());
+        }
+        // the root whose name (as configured, or as the kernel spells it)
+        // starts the path; the rest is opened beneath it without a race
+        let file = self
             .cfg
             .compat
             .import_roots
             .iter()
-            .filter_map(|r| r.canonicalize().ok())
-            .collect();
-        let real = path.canonicalize().map_err(|_| refused())?;
-        if !roots.iter().any(|root| real.starts_with(root)) {
-            return Err(refused());
-        }
-        // a fifo would block the open: only regular files, opened without
-        // following a link swapped in since the check
-        if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
-            return Err(refused());
-        }
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&real)
-            .map_err(|_| refused())?;
+            .find_map(|configured| {
+                let real = configured.canonicalize().ok()?;
+                let rel = path
+                    .strip_prefix(configured)
+                    .or_else(|_| path.strip_prefix(&real))
+                    .ok()?;
+                beneath::open_regular(&real, rel, "the import root").ok()
+            })
+            .ok_or_else(refused)?;
         let info = self.normalize(&key.tag, file, req.mtime_clamp)?;
         self.index_blob(key, info, req)
     }
 
     /// Packs a directory (a build's output) as the canonical tarball of `key`.
     pub fn put_dir(&self, key: &ComponentKey, dir: &Path, req: PutRequest) -> Result<Stored> {
+        self.ensure_room()?;
+        let _slot = self.packs.take();
         let info = self.pack_into_blob(dir, &key.tag, req.mtime_clamp)?;
         self.index_blob(key, info, req)
     }
@@ -381,6 +399,7 @@ impl Components {
             mtime_clamp,
             level: self.cfg.zstd_level,
             max_bytes: self.cfg.max_unpacked_bytes,
+            max_entries: self.cfg.max_unpacked_entries,
         };
         let mut counter = HashCount::default();
         let out = pack::pack_dir(dir, &opts, &mut counter);
@@ -404,9 +423,11 @@ impl Components {
 
     /// Unpacks safely into a temp dir and packs the canonical tar.zst blob.
     fn normalize(&self, tag: &str, body: File, mtime_clamp: Option<u64>) -> Result<BlobInfo> {
+        self.ensure_room()?;
+        let _slot = self.packs.take();
         let work = self.scratch.temp_dir()?;
         let tar = unpack::open_tar(body)?;
-        unpack::unpack_safe(tar, work.path(), self.cfg.max_unpacked_bytes)?;
+        unpack::unpack_safe(tar, work.path(), self.cfg.unpack_limits())?;
         let root = unpack::content_root(work.path(), tag)?;
         self.pack_into_blob(&root, tag, mtime_clamp)
     }
@@ -417,6 +438,7 @@ impl Components {
             mtime_clamp,
             level: self.cfg.zstd_level,
             max_bytes: self.cfg.max_unpacked_bytes,
+            max_entries: self.cfg.max_unpacked_entries,
         };
         let w = pack::pack_dir(dir, &opts, self.scratch.writer()?);
         release_freed_memory();
@@ -509,120 +531,6 @@ impl Components {
     pub fn versions(&self, component: &str) -> Result<Vec<Record>> {
         crate::model::validate_name("component", component)?;
         Ok(self.index.versions(component)?)
-    }
-
-    /// The gzip form of blob `zst_hex`, made (once) if needed. Concurrent
-    /// first requests for one blob run one conversion (the others wait for
-    /// it), so readers cannot multiply the work or the temp space.
-    pub fn gzip_blob(&self, zst_hex: &str) -> Result<BlobHandle> {
-        if let Some(found) = self.derived_gzip(zst_hex)? {
-            return Ok(found);
-        }
-        let lock = {
-            let mut m = self.deriving.lock().unwrap_or_else(|e| e.into_inner());
-            m.entry(zst_hex.to_owned()).or_default().clone()
-        };
-        let result = {
-            let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
-            match self.derived_gzip(zst_hex)? {
-                Some(found) => Ok(found),
-                None => self.make_gzip(zst_hex),
-            }
-        };
-        let mut m = self.deriving.lock().unwrap_or_else(|e| e.into_inner());
-        if Arc::strong_count(&lock) <= 2 {
-            m.remove(zst_hex);
-        }
-        result
-    }
-
-    fn derived_gzip(&self, zst_hex: &str) -> Result<Option<BlobHandle>> {
-        if let Some(gz) = self.index.derived(zst_hex, "tar.gz")? {
-            if let Ok(h) = self.blob(&gz) {
-                return Ok(Some(h));
-            }
-        }
-        Ok(None)
-    }
-
-    fn make_gzip(&self, zst_hex: &str) -> Result<BlobHandle> {
-        crate::metrics::METRICS.derivations.inc();
-        let hash = blake3::Hash::from_hex(zst_hex)
-            .map_err(|_| ComponentError::BlobNotFound(zst_hex.to_owned()))?;
-        let src = self
-            .blobs
-            .read(&hash)
-            .map_err(|_| ComponentError::BlobLost(zst_hex.to_owned()))?;
-        let w = pack::zstd_to_gzip(
-            std::io::BufReader::with_capacity(1 << 20, src),
-            self.scratch.writer()?,
-        )?;
-        let (tmp, info) = w.finish()?;
-        self.blobs.put(tmp, &info)?;
-        let hex = info.hex();
-        self.index.set_derived(zst_hex, "tar.gz", &hex)?;
-        self.blob(&hex)
-    }
-
-    /// Whether the store can take writes: the index answers, scratch space
-    /// takes a file, and at least `min_free_bytes` are free.
-    pub fn ready(&self) -> std::result::Result<(), String> {
-        self.index
-            .meta("readyz")
-            .map_err(|e| format!("index: {e}"))?;
-        drop(
-            self.scratch
-                .temp_file()
-                .map_err(|e| format!("data directory: {e}"))?,
-        );
-        let floor = self.cfg.min_free_bytes;
-        for (what, free) in [
-            ("the data directory's disk", Some(self.scratch_free()?)),
-            (
-                "the blob store",
-                self.blobs
-                    .free_bytes()
-                    .map_err(|e| format!("blob store: {e}"))?,
-            ),
-        ] {
-            if let Some(free) = free.filter(|f| *f < floor) {
-                return Err(format!(
-                    "{what} has {free} bytes free, below min_free_bytes ({floor}): uploads and builds are refused"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn scratch_free(&self) -> std::result::Result<u64, String> {
-        crate::store::free_bytes(self.scratch.dir()).map_err(|e| format!("data directory: {e}"))
-    }
-
-    /// Refuses a write of `incoming` bytes that would leave less than
-    /// `min_free_bytes` free (as `Err(free)`).
-    pub fn room_for(&self, incoming: u64) -> std::result::Result<(), (u64, u64)> {
-        let floor = self.cfg.min_free_bytes;
-        let free = [
-            crate::store::free_bytes(self.scratch.dir()).ok(),
-            self.blobs.free_bytes().ok().flatten(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        match free {
-            Some(free) if free < incoming.saturating_add(floor) => Err((free, floor)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Blob and component counts (for the metrics; walks the store).
-    pub fn stats(&self) -> Stats {
-        let blobs = self.blobs.list().unwrap_or_default();
-        Stats {
-            blobs: blobs.len() as u64,
-            bytes: blobs.iter().map(|b| b.size).sum(),
-            components: self.index.component_count().unwrap_or(0),
-        }
     }
 }
 

@@ -452,3 +452,58 @@ fn asks_for_an_api_key_when_reads_need_one() {
     assert_eq!(stored, READ_KEY);
     assert!(b.text_of("#components").contains("bob"));
 }
+
+#[test]
+fn a_components_page_shows_its_closure_and_reproducibility() {
+    let repos = Repos::new(&["base", "mid-a"]);
+    let s = Server::start_with(&config_with_keys(&format!(
+        "[build]\nallow_local_urls = true\nsandbox = \"bwrap\"\n[build.catalog]\nbase = {:?}\n\"mid-a\" = {:?}\n",
+        repos.file_url("base"),
+        repos.file_url("mid-a")
+    )));
+    let r = client()
+        .post(s.url("/v1/builds?wait=true"))
+        .header("Authorization", bearer(WRITE_KEY))
+        .json(&json!({"component": "mid-a", "tag": "R1.0"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let r = client()
+        .post(s.url("/v1/components/mid-a/R1.0/rocky9/rebuild?wait=true"))
+        .header("Authorization", bearer(ADMIN_KEY))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+
+    let b = Browser::start();
+    b.goto(&s.url("/"));
+    let row = b.wait_for("mid-a's row", 20, || {
+        b.find_all(".component-row[data-component=\"mid-a\"]")
+            .into_iter()
+            .next()
+    });
+    b.click(&row);
+    let text = b.wait_for("the closure", 20, || {
+        let t = b.text_of("#detail-panel");
+        t.contains("Dependency closure").then_some(t)
+    });
+    let order = b.exec(
+        "return [...document.querySelectorAll('#detail-panel .closure-row')].map(r => r.dataset.component)",
+    );
+    assert_eq!(order, json!(["base", "mid-a"]), "{text}");
+    assert!(text.contains("reproducible (checked"), "{text}");
+    assert!(text.contains("inputs"), "{text}");
+    assert!(b
+        .exec("return location.hash")
+        .as_str()
+        .unwrap()
+        .ends_with("#component/mid-a/R1.0/rocky9"));
+    // the page's own link opens it directly
+    b.goto(&s.url("/#component/base/R1.0/rocky9"));
+    b.wait_for("base's page", 20, || {
+        b.text_of("#detail-title")
+            .contains("base R1.0")
+            .then_some(())
+    });
+    b.screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-component.png"));
+}

@@ -27,5 +27,11 @@ podman build -q --isolation chroot -t localhost/as-static-client "$W/img" >/dev/
 ctr=$(buildah from --pull=never localhost/as-static-client)
 out=$(buildah run --isolation chroot "$ctr" -- sh -c "test ! -e /lib && test ! -e /tmp && mkdir /w && cd /w && \
   artifact-store get static R1 --extract deps --server http://127.0.0.1:$PORT >/dev/null && cat deps/R1/hello")
+# and a build script's whole closure: deps fetch, then its env.sh
+out2=$(buildah run --isolation chroot "$ctr" -- sh -c "mkdir /v && cd /v && \
+  printf 'dependencies:\n  - static: R1\n' > config.yaml && \
+  artifact-store deps fetch --arch rocky9 --into deps --server http://127.0.0.1:$PORT >/dev/null && \
+  . deps/env.sh && cat \$ADBS_DEP_STATIC/hello")
 buildah rm "$ctr" >/dev/null
-[ "$out" = static-ok ] && echo "static client OK: runs without libc, /lib or /tmp" || { echo "static client FAILED: $out"; exit 1; }
+[ "$out" = static-ok ] && echo "static client OK: get runs without libc, /lib or /tmp" || { echo "static client FAILED: $out"; exit 1; }
+[ "$out2" = static-ok ] && echo "static client OK: deps fetch and env.sh work there too" || { echo "static deps fetch FAILED: $out2"; exit 1; }

@@ -121,6 +121,7 @@ fn spawn_gc(state: &AppState) {
         return;
     }
     let c = state.components.clone();
+    let builder = state.builder.clone();
     let rules = state.cfg.retention.clone();
     let grace = std::time::Duration::from_secs(state.cfg.gc.grace_secs);
     tokio::spawn(async move {
@@ -128,8 +129,12 @@ fn spawn_gc(state: &AppState) {
         tick.tick().await; // not at start-up
         loop {
             tick.tick().await;
-            let (c, rules) = (c.clone(), rules.clone());
-            match tokio::task::spawn_blocking(move || crate::gc::collect(&c, &rules, grace)).await {
+            let (c, rules, b) = (c.clone(), rules.clone(), builder.clone());
+            let pass = move || {
+                b.evict_clone_cache();
+                crate::gc::collect(&c, &rules, grace)
+            };
+            match tokio::task::spawn_blocking(pass).await {
                 Ok(Ok(r)) => tracing::info!(
                     removed = r.blobs_removed.len(),
                     freed = r.bytes_freed,

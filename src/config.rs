@@ -185,6 +185,8 @@ pub struct BuildConfig {
     /// How podman is invoked for podman-sandbox builds; the default works
     /// rootless and on hosts where only chroot isolation works.
     pub podman_build: Vec<String>,
+    /// Fetching sources: mirror rewrites, the clone cache, submodules.
+    pub git: GitConfig,
     /// Extra host directories the bwrap sandbox mounts read-only (toolchains
     /// outside /usr, e.g. `/opt/rh`). The data directory, the service's home
     /// and its config directory stay hidden even inside these.
@@ -208,6 +210,35 @@ impl Default for BuildConfig {
                 .map(String::from)
                 .to_vec(),
             sandbox_binds: Vec::new(),
+            git: GitConfig::default(),
+        }
+    }
+}
+
+/// How sources are fetched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitConfig {
+    /// URL prefixes fetched from elsewhere (a mirror), as git's
+    /// `url.<base>.insteadOf`; the longest matching prefix wins. Applied to
+    /// repository, catalog and submodule URLs alike.
+    pub rewrites: std::collections::BTreeMap<String, String>,
+    /// Keep a bare mirror of every repository under `data/git/`, fetched
+    /// incrementally and shared by builds.
+    pub cache: bool,
+    /// The clone cache's size; least recently used mirrors go first.
+    pub cache_max_bytes: u64,
+    /// How deep submodules of submodules are followed.
+    pub submodule_depth: u32,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        Self {
+            rewrites: Default::default(),
+            cache: true,
+            cache_max_bytes: 20 << 30,
+            submodule_depth: 4,
         }
     }
 }

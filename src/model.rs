@@ -109,6 +109,25 @@ pub struct Source {
     /// Whether the tag was a git tag, a branch or a commit id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<RefKind>,
+    /// The URL actually fetched, when a mirror rewrite applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_from: Option<String>,
+    /// The submodules checked out (recursively), each at its pinned commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub submodules: Vec<SubmodulePin>,
+}
+
+/// A submodule of a build's source, at the commit its parent pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubmodulePin {
+    /// Its path in the source tree (nested ones as `a/b`).
+    pub path: String,
+    /// Its URL as `.gitmodules` names it (relative ones resolved).
+    pub url: String,
+    /// The URL actually fetched, when a mirror rewrite applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_from: Option<String>,
+    pub commit: String,
 }
 
 /// A component at a tag, as a recipe names it (`- epics-base: R7.0.8`).
@@ -354,9 +373,9 @@ pub enum JobTarget {
 #[serde(rename_all = "lowercase")]
 pub enum JobResult {
     /// The component record stored.
-    Component(Record),
+    Component(Box<Record>),
     /// The image record indexed.
-    Image(ImageRecord),
+    Image(Box<ImageRecord>),
 }
 
 /// A build job, as persisted.

@@ -1,5 +1,5 @@
 //! The one place that spawns child processes: a command runs in its own
-//! process group with a cleared environment (only what its [`RunSpec`]
+//! session and process group with a cleared environment (only what its [`RunSpec`]
 //! gives), its stdout and stderr lines go to a [`LineSink`] (a job's log),
 //! and a wall-clock timeout kills the whole process tree. The podman policy
 //! (which binary, which environment) is here too, for component builds in
@@ -65,8 +65,18 @@ pub async fn run(spec: &RunSpec, log: Arc<dyn LineSink>) -> std::io::Result<Outc
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
+    // its own session (and so its own process group, and no controlling
+    // terminal to inject keystrokes into): the timeout kills the group
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }

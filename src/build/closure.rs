@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::recipe::Recipe;
-use super::{git, Builder, SubmitError, Submitted};
+use super::{Builder, SubmitError, Submitted};
 use crate::jobs::WorkError;
 use crate::model::{ComponentKey, Identity, JobResult, JobTarget, Record, Requirement};
 
@@ -216,7 +216,7 @@ impl Builder {
                         step: "start".into(),
                         message: "nothing was missing".into(),
                     })?;
-                    Ok(JobResult::Component(rec))
+                    Ok(JobResult::Component(Box::new(rec)))
                 })
             })?;
         Ok(Submitted { job, new })
@@ -244,7 +244,10 @@ impl Builder {
             .work_dir()
             .map_err(|e| ResolveError::Internal(e.to_string()))?;
         let dir = work.path().join("src");
-        let checkout = git::clone_at(url, tag, &dir).map_err(ResolveError::Source)?;
+        let checkout = self
+            .git
+            .checkout(url, tag, &dir, &|l| tracing::debug!("{l}"))
+            .map_err(ResolveError::Source)?;
         let recipe = Recipe::from_dir(&dir).map_err(|e| {
             ResolveError::Source(
                 format!("{url} at {tag}: {e}").replace(&work.path().display().to_string(), ""),

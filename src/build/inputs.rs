@@ -3,12 +3,14 @@
 //! the sandbox and its builder image, the arch). Two builds with one key
 //! are the same build: the second reuses the first's output.
 
-use crate::model::ResolvedDependency;
+use crate::model::{ResolvedDependency, SubmodulePin};
 
 /// What goes into the key.
 #[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     pub commit: &'a str,
+    /// The submodules at the commits the source pins.
+    pub submodules: &'a [SubmodulePin],
     pub recipe: &'a str,
     /// The dependency closure, in its (sorted) order.
     pub dependencies: &'a [ResolvedDependency],
@@ -29,6 +31,10 @@ impl Inputs<'_> {
         };
         field("artifact-store inputs", b"v1");
         field("commit", self.commit.as_bytes());
+        for m in self.submodules {
+            field("submodule", m.path.as_bytes());
+            field("pin", m.commit.as_bytes());
+        }
         field("recipe", self.recipe.as_bytes());
         for d in self.dependencies {
             field("dependency", d.component.as_bytes());
@@ -55,8 +61,19 @@ mod tests {
             blake3: b.into(),
         };
         let deps = [dep("aa")];
+        let subs = [SubmodulePin {
+            path: "modules/pvData".into(),
+            url: "https://x/pvData".into(),
+            fetched_from: None,
+            commit: "s1".into(),
+        }];
+        let other_subs = [SubmodulePin {
+            commit: "s2".into(),
+            ..subs[0].clone()
+        }];
         let base = Inputs {
             commit: "c1",
+            submodules: &subs,
             recipe: "build: make",
             dependencies: &deps,
             sandbox: "bwrap",
@@ -69,6 +86,14 @@ mod tests {
         for changed in [
             Inputs {
                 commit: "c2",
+                ..base
+            },
+            Inputs {
+                submodules: &other_subs,
+                ..base
+            },
+            Inputs {
+                submodules: &[],
                 ..base
             },
             Inputs {

@@ -58,6 +58,8 @@ pub struct Builder {
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Recipes of missing components, read while resolving closures.
     recipes: Arc<closure::RecipeCache>,
+    /// Fetching sources (URL policy, rewrites, clone cache, submodules).
+    git: Arc<git::Git>,
 }
 
 fn flight_key(k: &ComponentKey) -> String {
@@ -66,12 +68,21 @@ fn flight_key(k: &ComponentKey) -> String {
 
 impl Builder {
     pub fn new(components: Components, jobs: Jobs, cfg: Arc<Config>) -> Self {
+        let git = Arc::new(git::Git {
+            allow_local: cfg.build.allow_local_urls,
+            rewrites: cfg.build.git.rewrites.clone(),
+            cache: cfg.build.git.cache.then(|| {
+                git::cache::Cache::new(cfg.data_dir.join("git"), cfg.build.git.cache_max_bytes)
+            }),
+            submodule_depth: cfg.build.git.submodule_depth,
+        });
         Self {
             components,
             jobs,
             cfg,
             locks: Default::default(),
             recipes: Default::default(),
+            git,
         }
     }
 
@@ -81,6 +92,15 @@ impl Builder {
 
     pub fn components(&self) -> &Components {
         &self.components
+    }
+
+    /// Evicts clone-cache mirrors past the cache's size (GC passes).
+    pub fn evict_clone_cache(&self) {
+        if let Some(c) = &self.git.cache {
+            if let Err(e) = c.evict(std::path::Path::new("")) {
+                tracing::warn!("clone cache eviction: {e}");
+            }
+        }
     }
 
     /// The repository of `component`: the catalog, else the newest earlier
@@ -135,7 +155,7 @@ impl Builder {
         if src.kind != Some(RefKind::Branch) {
             return true;
         }
-        match git::branch_head(&src.url, &rec.tag) {
+        match git::branch_head(&self.git.fetch_url(&src.url), &rec.tag) {
             Ok(Some(head)) => src.commit.as_deref() == Some(head.as_str()),
             Ok(None) => true,
             Err(e) => {
@@ -169,7 +189,7 @@ impl Builder {
             move |ctx| {
                 Box::pin(async move {
                     let rec = this.build_locked(&ctx, k, url, Vec::new(), who).await?;
-                    Ok(JobResult::Component(rec))
+                    Ok(JobResult::Component(Box::new(rec)))
                 })
             },
         )?;

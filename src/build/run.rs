@@ -53,10 +53,12 @@ impl Builder {
         ctx.step(&format!("clone {label}"));
         ctx.log.line(&format!("cloning {url} at {reference}"));
         let (u, r, s) = (url.to_owned(), reference.to_owned(), src.clone());
-        let checkout = tokio::task::spawn_blocking(move || git::clone_at(&u, &r, &s))
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(fail)?;
+        let (git, log) = (self.git.clone(), ctx.log.clone());
+        let checkout =
+            tokio::task::spawn_blocking(move || git.checkout(&u, &r, &s, &|l| log.line(l)))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(fail)?;
         ctx.log.line(&format!("commit {}", checkout.commit));
 
         ctx.step(&format!("recipe {label}"));
@@ -210,6 +212,7 @@ impl Builder {
         let image = self.image_id(&sb, checked.work.path()).await;
         let inputs = Inputs {
             commit: &checked.checkout.commit,
+            submodules: &checked.checkout.submodules,
             recipe: &checked.recipe.text,
             dependencies: &closure,
             sandbox: sb.name(),
@@ -233,6 +236,9 @@ impl Builder {
                 url: url.to_owned(),
                 commit: Some(checked.checkout.commit.clone()),
                 kind: Some(checked.checkout.kind),
+                fetched_from: (checked.checkout.fetched_from != url)
+                    .then(|| checked.checkout.fetched_from.clone()),
+                submodules: checked.checkout.submodules.clone(),
             }),
             dependencies: closure.clone(),
             // a branch's record follows the branch
@@ -328,7 +334,7 @@ impl Builder {
             move |ctx| {
                 Box::pin(async move {
                     let rec = this.rebuild(&ctx, rec).await?;
-                    Ok(JobResult::Component(rec))
+                    Ok(JobResult::Component(Box::new(rec)))
                 })
             },
         )?;

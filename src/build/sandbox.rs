@@ -239,8 +239,10 @@ pub fn bwrap_args(cfg: &Config, work: &Path) -> std::io::Result<Vec<String>> {
         "--cap-drop",
         "ALL",
         "--disable-userns",
+        // (no --new-session: process::run already gives the command its own
+        // session, and bwrap must stay in its process group, which the
+        // timeout kills: with --uid, --die-with-parent alone does not hold)
         "--die-with-parent",
-        "--new-session",
         "--",
         shell(),
         "-c",

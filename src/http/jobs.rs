@@ -40,13 +40,13 @@ fn finished(state: &AppState, req: &HttpRequest, job: &Job) -> Option<HttpRespon
                 cached: None,
                 job: Some(job.id.clone()),
                 links: Some(JobLinks::new(&job.id)),
-                image: ImageView::from(img),
+                image: ImageView::from(img.as_ref()),
             }),
             Some(JobResult::Component(rec)) => HttpResponse::Ok().json(BuildAnswer {
                 status: SuccessStatus::Success,
                 cached: None,
                 job: Some(job.id.clone()),
-                component: Some(view(state, req, rec.clone())),
+                component: Some(view(state, req, rec.as_ref().clone())),
                 links: Some(JobLinks::new(&job.id)),
             }),
             None => HttpResponse::Ok().json(BuildAnswer {

@@ -192,6 +192,8 @@ pub fn closure(
                         url,
                         commit: e.commit.clone(),
                         kind: None,
+                        fetched_from: None,
+                        submodules: Vec::new(),
                     }),
                 });
             }

@@ -274,7 +274,7 @@ impl Images {
                     let lock = this.lock_for(&k);
                     let _one_at_a_time = lock.lock().await;
                     let rec = this.build(&ctx, &k, prepared, no_cache, who).await?;
-                    Ok(JobResult::Image(rec))
+                    Ok(JobResult::Image(Box::new(rec)))
                 })
             })?;
         Ok(Requested::Job(Submitted { job, new }))

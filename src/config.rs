@@ -161,6 +161,8 @@ pub struct CompatConfig {
 pub struct BuildConfig {
     /// Builds running at once (the worker pool).
     pub workers: usize,
+    /// CPUs one build may use (`ADBS_JOBS`, `MAKEFLAGS=-jN`); 0: all cores.
+    pub jobs: usize,
     /// Wall-clock limit of one build command; the process tree is killed after it.
     pub timeout_secs: u64,
     /// A job log stops growing past this many bytes.
@@ -197,6 +199,7 @@ impl Default for BuildConfig {
     fn default() -> Self {
         Self {
             workers: 2,
+            jobs: 0,
             timeout_secs: 3600,
             log_max_bytes: 16 << 20,
             on_miss_wait_secs: 60,
@@ -399,6 +402,14 @@ impl Config {
         match arch.map(str::trim) {
             None | Some("") | Some("null") | Some("None") => self.default_arch(),
             Some(a) => a.to_owned(),
+        }
+    }
+
+    /// CPUs one build may use.
+    pub fn build_jobs(&self) -> usize {
+        match self.build.jobs {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 

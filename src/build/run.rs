@@ -107,6 +107,12 @@ impl Builder {
             ("ADBS_OS_ENVIRONMENT".to_owned(), key.arch.clone()),
             ("ADBS_SOURCE".to_owned(), sandbox::SRC_IN.to_owned()),
             ("ADBS_DEPS".to_owned(), sandbox::DEPS_IN.to_owned()),
+            // the CPUs a build may use, for make and its kin
+            ("ADBS_JOBS".to_owned(), self.cfg.build_jobs().to_string()),
+            (
+                "MAKEFLAGS".to_owned(),
+                format!("-j{}", self.cfg.build_jobs()),
+            ),
         ];
         for d in closure {
             ctx.log

@@ -53,6 +53,21 @@ impl From<std::io::Error> for ImageError {
     }
 }
 
+/// A job's log that also notes podman's "layer not known" race.
+struct Watch {
+    log: crate::jobs::JobLog,
+    seen: std::sync::atomic::AtomicBool,
+}
+
+impl process::LineSink for Watch {
+    fn line(&self, s: &str) {
+        if s.contains("layer not known") {
+            self.seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.log.line(s);
+    }
+}
+
 /// One part of an OCI repository name: lower case, runs of other
 /// characters as one `-`, no leading or trailing `-`.
 pub fn sanitize(s: &str) -> String {
@@ -369,12 +384,30 @@ impl Images {
         Ok(rec)
     }
 
+    /// Runs a podman command; once more when podman's storage changed
+    /// under it (an image removed meanwhile: "layer not known"), which is
+    /// podman's race, not the build's fault.
     async fn run(&self, ctx: &JobCtx, spec: RunSpec) -> Result<(), WorkError> {
-        match process::run(&spec, Arc::new(ctx.log.clone())).await {
-            Ok(Outcome::Success) => Ok(()),
-            Ok(o) => Err(ctx.fail(format!("{} {o}", spec.program))),
-            Err(e) => Err(ctx.fail(e.to_string())),
+        for attempt in 0..2 {
+            let sink = Arc::new(Watch {
+                log: ctx.log.clone(),
+                seen: Default::default(),
+            });
+            match process::run(&spec, sink.clone()).await {
+                Ok(Outcome::Success) => return Ok(()),
+                Ok(o) => {
+                    if attempt == 0 && sink.seen.load(std::sync::atomic::Ordering::Relaxed) {
+                        ctx.log.line(
+                            "podman's storage changed during the build (layer not known): trying once more",
+                        );
+                        continue;
+                    }
+                    return Err(ctx.fail(format!("{} {o}", spec.program)));
+                }
+                Err(e) => return Err(ctx.fail(e.to_string())),
+            }
         }
+        Err(ctx.fail(format!("{} failed", spec.program)))
     }
 
     async fn image_size(&self, ctx: &JobCtx, id: &str, cwd: &Path) -> u64 {

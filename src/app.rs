@@ -4,16 +4,17 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::{self, KeyRing};
 use crate::build::Builder;
 use crate::components::Components;
-use crate::config::Config;
+use crate::config::{Config, IndexKind, StorageKind};
 use crate::http::{self, AppState};
 use crate::image::Images;
 use crate::index::sled::SledIndex;
 use crate::index::Index;
-use crate::jobs::Jobs;
+use crate::jobs::{Jobs, JobsConfig};
 use crate::model::Role;
 use crate::store::local::LocalBlobs;
 use crate::store::{BlobStore, Scratch};
@@ -29,6 +30,10 @@ pub enum StartError {
     Index(#[from] crate::index::IndexError),
     #[error(transparent)]
     Jobs(#[from] crate::jobs::JobError),
+    #[error("blob store: {0}")]
+    Storage(std::io::Error),
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("cannot listen on {addr}: {err}")]
     Bind { addr: String, err: std::io::Error },
 }
@@ -47,8 +52,11 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
     // on a full disk the index cannot open: the reserve gives it room
     let released = reserve.release_if_short();
     let scratch = Scratch::open(&data).map_err(data_err)?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data).map_err(data_err)?);
-    let index: Arc<dyn Index> = Arc::new(SledIndex::open(&data.join("index"))?);
+    let blobs = open_blobs(&cfg).map_err(|e| match e {
+        StartError::Data { err, .. } => data_err(err),
+        e => e,
+    })?;
+    let index = open_index(&cfg)?;
     if !released {
         reserve.refill(cfg.min_free_bytes);
     }
@@ -82,20 +90,79 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         .collect();
     let jobs = Jobs::start(
         index.clone(),
-        data.join("logs"),
-        cfg.build.log_max_bytes,
-        cfg.build.workers,
-        redact,
+        JobsConfig {
+            logs: data.join("logs"),
+            log_cap: cfg.build.log_max_bytes,
+            workers: cfg.build.workers,
+            redact,
+            replica: replica_name(),
+            lease: Duration::from_secs(cfg.index.job_lease_secs.max(1)),
+            archive: (cfg.storage.kind != StorageKind::Local).then(|| blobs.clone()),
+        },
     )?;
+    tracing::info!(
+        blobs = %blobs.describe(),
+        index = ?cfg.index.kind,
+        replica = %jobs.replica(),
+        "storage opened"
+    );
     let cfg = Arc::new(cfg);
     let components = Components::new(blobs, scratch.clone(), index.clone(), cfg.clone());
+    let builder = Builder::new(components.clone(), jobs.clone(), cfg.clone());
+    jobs.set_runner(Arc::new(builder.clone()));
     Ok(AppState::new(
         components.clone(),
-        Builder::new(components, jobs.clone(), cfg.clone()),
+        builder,
         Images::new(index, scratch, jobs, cfg.clone()),
         keys,
         cfg,
     ))
+}
+
+/// The blob store `[storage]` names.
+pub fn open_blobs(cfg: &Config) -> Result<Arc<dyn BlobStore>, StartError> {
+    match cfg.storage.kind {
+        StorageKind::Local => Ok(Arc::new(LocalBlobs::open(&cfg.data_dir).map_err(
+            |err| StartError::Data {
+                path: cfg.data_dir.display().to_string(),
+                err,
+            },
+        )?)),
+        #[cfg(feature = "s3")]
+        StorageKind::S3 => Ok(Arc::new(
+            crate::store::s3::S3Blobs::open(&cfg.storage.s3).map_err(StartError::Storage)?,
+        )),
+        #[cfg(not(feature = "s3"))]
+        StorageKind::S3 => Err(StartError::Unsupported(
+            "storage.kind = \"s3\", but this binary was built without S3 support (cargo feature s3)",
+        )),
+    }
+}
+
+/// The index `[index]` names.
+pub fn open_index(cfg: &Config) -> Result<Arc<dyn Index>, StartError> {
+    match cfg.index.kind {
+        IndexKind::Sled => Ok(Arc::new(SledIndex::open(&cfg.data_dir.join("index"))?)),
+        #[cfg(feature = "postgres")]
+        IndexKind::Postgres => Ok(Arc::new(crate::index::postgres::PgIndex::open(&cfg.index)?)),
+        #[cfg(not(feature = "postgres"))]
+        IndexKind::Postgres => Err(StartError::Unsupported(
+            "index.kind = \"postgres\", but this binary was built without PostgreSQL support (cargo feature postgres)",
+        )),
+    }
+}
+
+/// This process's name among replicas: host, process id and a random part
+/// (a restarted process is a new replica).
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 /// Binds, prints the address (`listening on http://ADDR`), and serves until stopped.

@@ -57,6 +57,8 @@ pub struct Config {
     pub image: ImageConfig,
     pub gc: GcConfig,
     pub retention: RetentionConfig,
+    pub storage: StorageConfig,
+    pub index: IndexConfig,
     /// The file the configuration was read from (set at load; not a setting).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
@@ -85,8 +87,152 @@ impl Default for Config {
             image: ImageConfig::default(),
             gc: GcConfig::default(),
             retention: RetentionConfig::default(),
+            storage: StorageConfig::default(),
+            index: IndexConfig::default(),
             config_file: None,
         }
+    }
+}
+
+/// Where blobs live: `local` (under `data_dir/blobs`, the default) or `s3`
+/// (S3-compatible object storage, shared by replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    /// Answer downloads with a 307 to a presigned URL of the object store
+    /// (clients fetch from it directly) instead of streaming through the
+    /// service. `s3` only.
+    pub redirect: bool,
+    pub s3: S3Config,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: StorageKind::Local,
+            redirect: false,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// An S3-compatible bucket. Credentials come from here or from
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:8333`; unset: AWS for `region`.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// `http://endpoint/bucket/key` (most self-hosted servers) rather than
+    /// `http://bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Keys start with this (e.g. `artifact-store/`), so one bucket can
+    /// hold several stores.
+    pub prefix: String,
+    /// How long a presigned download URL stays valid.
+    pub presign_secs: u64,
+    /// Blobs larger than this are uploaded in parts (multipart upload).
+    pub multipart_threshold_bytes: u64,
+    /// The size of each part of a multipart upload (S3's minimum is 5 MiB).
+    pub part_bytes: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: true,
+            prefix: String::new(),
+            presign_secs: 300,
+            multipart_threshold_bytes: 64 << 20,
+            part_bytes: 16 << 20,
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where metadata lives: `sled` (embedded, under `data_dir/index`, the
+/// default) or `postgres` (shared by replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    Sled,
+    Postgres,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    pub kind: IndexKind,
+    /// `postgres://user:password@host:port/database` (`postgres` only).
+    pub url: Option<String>,
+    /// Connections in the pool (`postgres` only).
+    pub max_connections: u32,
+    /// How long a replica holds a job it runs without renewing its lease;
+    /// a job whose replica died is taken up again after this.
+    pub job_lease_secs: u64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            kind: IndexKind::Sled,
+            url: None,
+            max_connections: 16,
+            job_lease_secs: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for IndexConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the URL may carry a password
+        let url = self.url.as_deref().map(|u| match url::Url::parse(u) {
+            Ok(mut p) if p.password().is_some() => {
+                let _ = p.set_password(Some("***"));
+                p.to_string()
+            }
+            Ok(p) => p.to_string(),
+            Err(_) => "(unparsable)".into(),
+        });
+        f.debug_struct("IndexConfig")
+            .field("kind", &self.kind)
+            .field("url", &url)
+            .field("max_connections", &self.max_connections)
+            .field("job_lease_secs", &self.job_lease_secs)
+            .finish()
     }
 }
 

@@ -137,6 +137,15 @@ pub struct Requirement {
     pub tag: String,
 }
 
+/// One component a closure job builds, and its repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClosureStep {
+    pub component: String,
+    pub tag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
 /// The outcome of rebuilding a component from the same inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Reproducibility {
@@ -364,7 +373,7 @@ pub enum JobTarget {
     /// The missing part of a dependency closure, in build order.
     Closure {
         arch: String,
-        components: Vec<Requirement>,
+        components: Vec<ClosureStep>,
     },
 }
 
@@ -402,6 +411,23 @@ pub struct Job {
     /// On success: what was produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<JobResult>,
+    /// The single-flight key: one job at a time per key, across replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flight: Option<String>,
+    /// The replica running the job (while it runs) or that ran it last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// Only this replica may run the job (its inputs live there: images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+    /// How many times a replica started the job (a job whose replica died
+    /// is started again once, then marked interrupted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Job {

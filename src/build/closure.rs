@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::recipe::Recipe;
 use super::{Builder, SubmitError, Submitted};
-use crate::jobs::WorkError;
-use crate::model::{ComponentKey, Identity, JobResult, JobTarget, Record, Requirement};
+use crate::model::{ClosureStep, ComponentKey, Identity, JobTarget, Record, Requirement};
 
 /// One component of a closure.
 #[derive(Debug, Clone)]
@@ -193,32 +192,14 @@ impl Builder {
             arch: res.arch.clone(),
             components: todo
                 .iter()
-                .map(|(k, _)| Requirement {
+                .map(|(k, url)| ClosureStep {
                     component: k.component.clone(),
                     tag: k.tag.clone(),
+                    url: Some(url.clone()),
                 })
                 .collect(),
         };
-        let this = self.clone();
-        let (job, new) = self
-            .jobs
-            .submit(&flight, "closure", target, who.clone(), move |ctx| {
-                Box::pin(async move {
-                    let mut last = None;
-                    for (key, url) in todo {
-                        ctx.log.line(&format!("==> {key}"));
-                        last = Some(
-                            this.build_locked(&ctx, key, url, Vec::new(), who.clone())
-                                .await?,
-                        );
-                    }
-                    let rec = last.ok_or_else(|| WorkError {
-                        step: "start".into(),
-                        message: "nothing was missing".into(),
-                    })?;
-                    Ok(JobResult::Component(Box::new(rec)))
-                })
-            })?;
+        let (job, new) = self.jobs.submit(&flight, "closure", target, who)?;
         Ok(Submitted { job, new })
     }
 

@@ -28,9 +28,9 @@ use futures_util::future::BoxFuture;
 
 use crate::components::Components;
 use crate::config::Config;
-use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
+use crate::jobs::{JobCtx, JobError, Jobs, Runner, Work, WorkError};
 pub use crate::model::dep_var;
-use crate::model::{ComponentKey, Identity, JobResult, JobTarget, Record, RefKind};
+use crate::model::{ComponentKey, Identity, Job, JobResult, JobTarget, Record, RefKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -179,21 +179,83 @@ impl Builder {
             arch: key.arch.clone(),
             url: Some(url.clone()),
         };
-        let this = self.clone();
-        let k = key.clone();
-        let (job, new) = self.jobs.submit(
-            &flight_key(key),
-            "component",
-            target,
-            who.clone(),
-            move |ctx| {
-                Box::pin(async move {
-                    let rec = this.build_locked(&ctx, k, url, Vec::new(), who).await?;
-                    Ok(JobResult::Component(Box::new(rec)))
-                })
-            },
-        )?;
+        let (job, new) = self
+            .jobs
+            .submit(&flight_key(key), "component", target, who)?;
         Ok(Submitted { job, new })
+    }
+
+    /// The work of a queued job, from its record (any replica runs it).
+    fn work_for(&self, job: &Job) -> Option<Work> {
+        let this = self.clone();
+        let who = job.requested_by.clone();
+        match (job.kind.as_str(), &job.target) {
+            (
+                "component",
+                JobTarget::Component {
+                    component,
+                    tag,
+                    arch,
+                    url: Some(url),
+                },
+            ) => {
+                let key = ComponentKey::new(component, tag, arch).ok()?;
+                let url = url.clone();
+                Some(Box::new(move |ctx: JobCtx| {
+                    Box::pin(async move {
+                        let rec = this.build_locked(&ctx, key, url, Vec::new(), who).await?;
+                        Ok(JobResult::Component(Box::new(rec)))
+                    })
+                }))
+            }
+            (
+                "rebuild",
+                JobTarget::Component {
+                    component,
+                    tag,
+                    arch,
+                    ..
+                },
+            ) => {
+                let key = ComponentKey::new(component, tag, arch).ok()?;
+                Some(Box::new(move |ctx: JobCtx| {
+                    Box::pin(async move {
+                        let rec = this
+                            .components
+                            .lookup(&key)
+                            .map_err(|e| ctx.fail(e.to_string()))?
+                            .ok_or_else(|| ctx.fail(format!("{key} is no longer stored")))?;
+                        let rec = this.rebuild(&ctx, rec).await?;
+                        Ok(JobResult::Component(Box::new(rec)))
+                    })
+                }))
+            }
+            ("closure", JobTarget::Closure { arch, components }) => {
+                let mut todo = Vec::new();
+                for c in components {
+                    let key = ComponentKey::new(&c.component, &c.tag, arch).ok()?;
+                    todo.push((key, c.url.clone()?));
+                }
+                Some(Box::new(move |ctx: JobCtx| {
+                    Box::pin(async move {
+                        let mut last = None;
+                        for (key, url) in todo {
+                            ctx.log.line(&format!("==> {key}"));
+                            last = Some(
+                                this.build_locked(&ctx, key, url, Vec::new(), who.clone())
+                                    .await?,
+                            );
+                        }
+                        let rec = last.ok_or_else(|| WorkError {
+                            step: "start".into(),
+                            message: "nothing was missing".into(),
+                        })?;
+                        Ok(JobResult::Component(Box::new(rec)))
+                    })
+                }))
+            }
+            _ => None,
+        }
     }
 
     /// Builds `key` unless stored (and current), holding the per-key lock.
@@ -228,5 +290,11 @@ impl Builder {
             }
             self.build(ctx, &key, &url, chain, who).await
         })
+    }
+}
+
+impl Runner for Builder {
+    fn work(&self, job: &Job) -> Option<Work> {
+        self.work_for(job)
     }
 }

@@ -17,7 +17,7 @@ use super::{artifacts, dep_var, git, resolve, Builder, SubmitError, Submitted};
 use crate::components::PutRequest;
 use crate::jobs::{JobCtx, WorkError};
 use crate::model::{
-    ComponentKey, Identity, JobResult, JobTarget, Record, RefKind, Reproducibility, Requirement,
+    ComponentKey, Identity, JobTarget, Record, RefKind, Reproducibility, Requirement,
     ResolvedDependency, Source,
 };
 use crate::process;
@@ -331,23 +331,17 @@ impl Builder {
             arch: key.arch.clone(),
             url: Some(url),
         };
-        let this = self.clone();
+        drop(rec);
         let (job, new) = self.jobs.submit(
             &format!("rebuild:{}", key.display_path()),
             "rebuild",
             target,
             who,
-            move |ctx| {
-                Box::pin(async move {
-                    let rec = this.rebuild(&ctx, rec).await?;
-                    Ok(JobResult::Component(Box::new(rec)))
-                })
-            },
         )?;
         Ok(Submitted { job, new })
     }
 
-    async fn rebuild(&self, ctx: &JobCtx, rec: Record) -> Result<Record, WorkError> {
+    pub(super) async fn rebuild(&self, ctx: &JobCtx, rec: Record) -> Result<Record, WorkError> {
         let fail = |m: String| ctx.fail(m);
         let key = rec.key();
         let label = format!("{} {} (rebuild)", key.component, key.tag);

@@ -18,7 +18,6 @@ use crate::api::{
 };
 use crate::build::Submitted;
 use crate::config::OnMiss;
-use crate::jobs::JobLog;
 use crate::model::{ComponentKey, Job, JobResult, JobState, Role};
 
 /// 202 with the job.
@@ -63,7 +62,7 @@ fn finished(state: &AppState, req: &HttpRequest, job: &Job) -> Option<HttpRespon
             } else {
                 (StatusCode::SERVICE_UNAVAILABLE, "interrupted")
             };
-            let tail = JobLog::tail(&state.builder.jobs().log_path(&job.id), 4000);
+            let tail = state.builder.jobs().log_tail(&job.id, 4000);
             Some(HttpResponse::build(status).json(BuildFailed {
                 status: ErrorStatus::Error,
                 error_message: format!(

@@ -282,16 +282,16 @@ impl Images {
         );
         let this = self.clone();
         let k = key.clone();
-        let (job, new) = self
-            .jobs
-            .submit(&flight, "image", target, who.clone(), move |ctx| {
-                Box::pin(async move {
-                    let lock = this.lock_for(&k);
-                    let _one_at_a_time = lock.lock().await;
-                    let rec = this.build(&ctx, &k, prepared, no_cache, who).await?;
-                    Ok(JobResult::Image(Box::new(rec)))
-                })
-            })?;
+        let (job, new) =
+            self.jobs
+                .submit_pinned(&flight, "image", target, who.clone(), move |ctx| {
+                    Box::pin(async move {
+                        let lock = this.lock_for(&k);
+                        let _one_at_a_time = lock.lock().await;
+                        let rec = this.build(&ctx, &k, prepared, no_cache, who).await?;
+                        Ok(JobResult::Image(Box::new(rec)))
+                    })
+                })?;
         Ok(Requested::Job(Submitted { job, new }))
     }
 

@@ -2,13 +2,18 @@
 //! arch) names, derived blobs (the gzip form of a zstd blob), image
 //! records, download times, jobs, and small service state.
 //!
-//! Implementations: embedded sled ([`sled::SledIndex`], the default).
+//! Implementations: embedded sled ([`sled::SledIndex`], the default) and
+//! PostgreSQL (`postgres::PgIndex`, shared by replicas).
 //!
 //! Architecture invariant: a record's write is compare-and-swap per key and
 //! durable when `put` returns, so "stored" in an answer means stored. Only
 //! the implementations know their database.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sled;
+
+use std::time::Duration;
 
 use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
 
@@ -77,6 +82,45 @@ pub enum PutOutcome {
     Replaced(Record),
 }
 
+/// What [`Index::enqueue_job`] did.
+#[derive(Debug, Clone)]
+pub enum Enqueued {
+    /// The job was stored, queued, as the one in flight for its key.
+    New,
+    /// A job for the same flight key is not final yet: nothing was stored.
+    Joined(Box<Job>),
+}
+
+/// One item of an index's content, for `migrate` (export from one index,
+/// import into another).
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Component(Record),
+    Image(ImageRecord),
+    Derived {
+        source: String,
+        kind: String,
+        blob: String,
+    },
+    Inputs {
+        inputs: String,
+        key: ComponentKey,
+    },
+    Download {
+        key: ComponentKey,
+        at: i64,
+    },
+    BlobUse {
+        blob: String,
+        at: i64,
+    },
+    Meta {
+        key: String,
+        value: Vec<u8>,
+    },
+    Job(Job),
+}
+
 /// The metadata store. Blocking writes belong on blocking threads; reads
 /// are cheap and may run anywhere.
 pub trait Index: Send + Sync + 'static {
@@ -140,7 +184,52 @@ pub trait Index: Send + Sync + 'static {
     /// Jobs not in a final state (at start-up: cut off by a crash).
     fn unfinished_jobs(&self) -> Result<Vec<Job>>;
 
+    // --- jobs across replicas ---
+    /// Whether other processes share this index (replicas): then a job cut
+    /// off by a crash is found by its lease, not at start-up.
+    fn shared(&self) -> bool;
+    /// Stores the queued `job` as the one in flight for `job.flight`, unless
+    /// a job for that flight exists in a state that is not final: then that
+    /// job, and nothing is stored. Atomic across replicas.
+    fn enqueue_job(&self, job: &Job) -> Result<Enqueued>;
+    /// Claims the oldest queued job `replica` may run (not pinned, or pinned
+    /// to it): marks it running, held by `replica` until now + `lease`, with
+    /// `started` set and `attempts` counted. Two claims never get one job.
+    fn claim_job(&self, replica: &str, lease: Duration) -> Result<Option<Job>>;
+    /// Extends the lease of every running job `replica` holds.
+    fn renew_leases(&self, replica: &str, lease: Duration) -> Result<()>;
+    /// Running jobs whose lease has expired (their replica died).
+    fn expired_jobs(&self) -> Result<Vec<Job>>;
+    /// Replaces a job only while the stored job's `replica` is `holder`
+    /// (else false: it was reaped, or another replica claimed it). A job
+    /// written with `replica` None (requeued) can be claimed again.
+    fn replace_job(&self, job: &Job, holder: Option<&str>) -> Result<bool>;
+
+    // --- leases (one replica at a time: GC, verify) ---
+    /// Takes or renews the lease `name` for `holder` until now + `ttl`;
+    /// false while another holder has it unexpired.
+    fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+    /// Gives the lease up (if `holder` has it).
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    // --- blob use (the GC grace period across replicas) ---
+    /// Notes that `blob` (blake3 hex) was just reused for a new record.
+    fn note_blob_use(&self, blob: &str) -> Result<()>;
+    /// When `blob` was last noted as reused (unix seconds).
+    fn blob_used_at(&self, blob: &str) -> Result<Option<i64>>;
+
     // --- service state ---
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn set_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Whether the database answers (`/readyz`).
+    fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    // --- migration ---
+    /// Everything the index holds, as entries.
+    fn export(&self) -> Box<dyn Iterator<Item = Result<Entry>> + '_>;
+    /// Stores entries (replacing what has the same key); durable when it
+    /// returns. Jobs are imported as they are (no flight is taken).
+    fn import(&self, entries: &[Entry]) -> Result<()>;
 }

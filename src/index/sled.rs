@@ -1,16 +1,22 @@
 //! The embedded index: sled trees `components` (`component\0tag\0arch` ->
 //! JSON [`Record`]), `derived` (`<blake3>\0<kind>` -> blake3), `downloads`
 //! (key -> unix seconds), `images`, `jobs` (id -> JSON [`Job`]; ids sort by
-//! time) and `meta`.
+//! time), `flights` (flight key -> job id), `queue` (ids of queued jobs),
+//! `blob_uses` (blake3 -> unix seconds) and `meta`.
 //!
 //! Reads are in-memory lookups; record writes are compare-and-swap per key
-//! and flushed (fsync) before returning.
+//! and flushed (fsync) before returning. One process owns the database, so
+//! job claims and leases are serialised by a mutex, and a job cut off by a
+//! crash is found at start-up (not by its lease).
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::{decode, encode, Index, IndexError, PutOutcome, RawRecord, Result};
-use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
+use super::{decode, encode, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result};
+use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, JobState, Record};
 
 impl From<::sled::Error> for IndexError {
     fn from(e: ::sled::Error) -> Self {
@@ -30,7 +36,14 @@ pub struct SledIndex {
     images: ::sled::Tree,
     inputs: ::sled::Tree,
     jobs: ::sled::Tree,
+    flights: ::sled::Tree,
+    queue: ::sled::Tree,
+    blob_uses: ::sled::Tree,
     meta: ::sled::Tree,
+    /// Serialises job enqueues, claims and replacements.
+    job_lock: Arc<Mutex<()>>,
+    /// Leases: name -> (holder, until).
+    leases: Arc<Mutex<HashMap<String, (String, Instant)>>>,
 }
 
 fn key_bytes(k: &ComponentKey) -> Vec<u8> {
@@ -57,6 +70,25 @@ fn show(k: &[u8]) -> String {
     String::from_utf8_lossy(k).replace('\0', "/")
 }
 
+fn key_of(k: &[u8]) -> Option<ComponentKey> {
+    let s = std::str::from_utf8(k).ok()?;
+    let mut it = s.split('\0');
+    let (c, t, a) = (it.next()?, it.next()?, it.next()?);
+    Some(ComponentKey {
+        component: c.to_owned(),
+        tag: t.to_owned(),
+        arch: a.to_owned(),
+    })
+}
+
+fn seconds(v: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(v).ok().map(i64::from_be_bytes)
+}
+
+fn poisoned() -> IndexError {
+    IndexError::Db("an index lock was poisoned by a panic".into())
+}
+
 fn raw(v: ::sled::IVec) -> RawRecord {
     RawRecord(bytes::Bytes::from_owner(v))
 }
@@ -75,7 +107,12 @@ impl SledIndex {
             images: db.open_tree("images")?,
             inputs: db.open_tree("inputs")?,
             jobs: db.open_tree("jobs")?,
+            flights: db.open_tree("flights")?,
+            queue: db.open_tree("queue")?,
+            blob_uses: db.open_tree("blob_uses")?,
             meta: db.open_tree("meta")?,
+            job_lock: Arc::new(Mutex::new(())),
+            leases: Arc::new(Mutex::new(HashMap::new())),
             db,
         })
     }
@@ -359,12 +396,244 @@ impl Index for SledIndex {
         Ok(out)
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn enqueue_job(&self, job: &Job) -> Result<Enqueued> {
+        let _g = self.job_lock.lock().map_err(|_| poisoned())?;
+        if let Some(flight) = &job.flight {
+            if let Some(id) = self.flights.get(flight.as_bytes())? {
+                let id = String::from_utf8_lossy(&id).into_owned();
+                if let Some(other) = self.job(&id)? {
+                    if !other.state.is_final() {
+                        return Ok(Enqueued::Joined(Box::new(other)));
+                    }
+                }
+            }
+            self.flights.insert(flight.as_bytes(), job.id.as_bytes())?;
+        }
+        self.jobs.insert(job.id.as_bytes(), encode(&job.id, job)?)?;
+        if job.state == JobState::Queued {
+            self.queue.insert(job.id.as_bytes(), &[])?;
+        }
+        self.db.flush()?;
+        Ok(Enqueued::New)
+    }
+
+    fn claim_job(&self, replica: &str, _lease: Duration) -> Result<Option<Job>> {
+        let _g = self.job_lock.lock().map_err(|_| poisoned())?;
+        for id in self.queue.iter().keys() {
+            let id = id?;
+            let Some(v) = self.jobs.get(&id)? else {
+                self.queue.remove(&id)?;
+                continue;
+            };
+            let mut job: Job = decode(&show(&id), &v)?;
+            if job.state != JobState::Queued {
+                self.queue.remove(&id)?;
+                continue;
+            }
+            if job.pinned.as_deref().is_some_and(|p| p != replica) {
+                continue;
+            }
+            job.state = JobState::Running;
+            job.replica = Some(replica.to_owned());
+            job.started.get_or_insert_with(chrono::Utc::now);
+            job.attempts += 1;
+            self.jobs.insert(&id, encode(&job.id, &job)?)?;
+            self.queue.remove(&id)?;
+            return Ok(Some(job));
+        }
+        Ok(None)
+    }
+
+    fn renew_leases(&self, _replica: &str, _lease: Duration) -> Result<()> {
+        Ok(())
+    }
+
+    fn expired_jobs(&self) -> Result<Vec<Job>> {
+        Ok(Vec::new())
+    }
+
+    fn replace_job(&self, job: &Job, holder: Option<&str>) -> Result<bool> {
+        let _g = self.job_lock.lock().map_err(|_| poisoned())?;
+        let Some(v) = self.jobs.get(job.id.as_bytes())? else {
+            return Ok(false);
+        };
+        let stored: Job = decode(&job.id, &v)?;
+        if stored.replica.as_deref() != holder {
+            return Ok(false);
+        }
+        self.jobs.insert(job.id.as_bytes(), encode(&job.id, job)?)?;
+        if job.state == JobState::Queued {
+            self.queue.insert(job.id.as_bytes(), &[])?;
+        } else {
+            self.queue.remove(job.id.as_bytes())?;
+        }
+        if job.state.is_final() {
+            self.jobs.flush()?;
+        }
+        Ok(true)
+    }
+
+    fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut m = self.leases.lock().map_err(|_| poisoned())?;
+        let now = Instant::now();
+        match m.get(name) {
+            Some((h, until)) if h != holder && *until > now => Ok(false),
+            _ => {
+                m.insert(name.to_owned(), (holder.to_owned(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let mut m = self.leases.lock().map_err(|_| poisoned())?;
+        if m.get(name).is_some_and(|(h, _)| h == holder) {
+            m.remove(name);
+        }
+        Ok(())
+    }
+
+    fn note_blob_use(&self, blob: &str) -> Result<()> {
+        let now = chrono::Utc::now().timestamp();
+        self.blob_uses.insert(blob.as_bytes(), &now.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn blob_used_at(&self, blob: &str) -> Result<Option<i64>> {
+        Ok(self
+            .blob_uses
+            .get(blob.as_bytes())?
+            .and_then(|v| seconds(&v)))
+    }
+
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.meta.get(key)?.map(|v| v.to_vec()))
     }
 
     fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         self.meta.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn export(&self) -> Box<dyn Iterator<Item = Result<Entry>> + '_> {
+        let comps = self.components.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok(Entry::Component(decode(&show(&k), &v)?))
+        });
+        let images = self.images.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok(Entry::Image(decode(&show(&k), &v)?))
+        });
+        let derived = self.derived.iter().map(|kv| {
+            let (k, v) = kv?;
+            let k = String::from_utf8_lossy(&k).into_owned();
+            let (source, kind) = k.split_once('\0').unwrap_or((&k, ""));
+            Ok(Entry::Derived {
+                source: source.to_owned(),
+                kind: kind.to_owned(),
+                blob: String::from_utf8_lossy(&v).into_owned(),
+            })
+        });
+        let inputs = self.inputs.iter().keys().filter_map(|k| {
+            let k = match k {
+                Ok(k) => k,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let at = k.iter().position(|b| *b == 0)?;
+            Some(Ok(Entry::Inputs {
+                inputs: String::from_utf8_lossy(&k[..at]).into_owned(),
+                key: key_of(&k[at + 1..])?,
+            }))
+        });
+        let downloads = self.downloads.iter().filter_map(|kv| {
+            let (k, v) = match kv {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            Some(Ok(Entry::Download {
+                key: key_of(&k)?,
+                at: seconds(&v)?,
+            }))
+        });
+        let uses = self.blob_uses.iter().filter_map(|kv| {
+            let (k, v) = match kv {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
+            };
+            Some(Ok(Entry::BlobUse {
+                blob: String::from_utf8_lossy(&k).into_owned(),
+                at: seconds(&v)?,
+            }))
+        });
+        let meta = self.meta.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok(Entry::Meta {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                value: v.to_vec(),
+            })
+        });
+        let jobs = self.jobs.iter().map(|kv| {
+            let (k, v) = kv?;
+            Ok(Entry::Job(decode(&show(&k), &v)?))
+        });
+        Box::new(
+            comps
+                .chain(images)
+                .chain(derived)
+                .chain(inputs)
+                .chain(downloads)
+                .chain(uses)
+                .chain(meta)
+                .chain(jobs),
+        )
+    }
+
+    fn import(&self, entries: &[Entry]) -> Result<()> {
+        for e in entries {
+            match e {
+                Entry::Component(r) => {
+                    let k = key_bytes(&r.key());
+                    self.components.insert(&k, encode(&show(&k), r)?)?;
+                }
+                Entry::Image(r) => {
+                    let key = ImageKey {
+                        component: r.component.clone(),
+                        branch: r.branch.clone(),
+                        arch: r.arch.clone(),
+                    };
+                    self.images
+                        .insert(image_key_bytes(&key), encode(&key.to_string(), r)?)?;
+                }
+                Entry::Derived { source, kind, blob } => {
+                    self.derived
+                        .insert(format!("{source}\0{kind}").as_bytes(), blob.as_bytes())?;
+                }
+                Entry::Inputs { inputs, key } => {
+                    let mut k = inputs.as_bytes().to_vec();
+                    k.push(0);
+                    k.extend_from_slice(&key_bytes(key));
+                    self.inputs.insert(k, &[])?;
+                }
+                Entry::Download { key, at } => {
+                    self.downloads.insert(key_bytes(key), &at.to_be_bytes())?;
+                }
+                Entry::BlobUse { blob, at } => {
+                    self.blob_uses.insert(blob.as_bytes(), &at.to_be_bytes())?;
+                }
+                Entry::Meta { key, value } => {
+                    self.meta.insert(key.as_bytes(), value.as_slice())?;
+                }
+                Entry::Job(j) => {
+                    self.jobs.insert(j.id.as_bytes(), encode(&j.id, j)?)?;
+                }
+            }
+        }
         self.db.flush()?;
         Ok(())
     }

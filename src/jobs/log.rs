@@ -85,15 +85,20 @@ impl JobLog {
 
     /// The last `max` bytes of a log file (for error messages).
     pub fn tail(path: &Path, max: usize) -> String {
-        let Ok(bytes) = std::fs::read(path) else {
-            return String::new();
-        };
-        let start = bytes.len().saturating_sub(max);
-        let s = String::from_utf8_lossy(&bytes[start..]);
-        match (start > 0, s.find('\n')) {
-            (true, Some(i)) => s[i + 1..].to_owned(),
-            _ => s.into_owned(),
+        match std::fs::read(path) {
+            Ok(bytes) => tail_of(&bytes, max),
+            Err(_) => String::new(),
         }
+    }
+}
+
+/// The last `max` bytes of a log, from a line start.
+pub fn tail_of(bytes: &[u8], max: usize) -> String {
+    let start = bytes.len().saturating_sub(max);
+    let s = String::from_utf8_lossy(&bytes[start..]);
+    match (start > 0, s.find('\n')) {
+        (true, Some(i)) => s[i + 1..].to_owned(),
+        _ => s.into_owned(),
     }
 }
 

@@ -1,30 +1,41 @@
-//! Jobs: durable records in the index, a bounded worker pool started once at
-//! start-up, single-flight by key, steps and live logs.
+//! Jobs: durable records in the index, queued there and claimed by a
+//! bounded pool of workers on any replica that shares the index;
+//! single-flight by key (across replicas), steps, live logs, and leases so
+//! a job whose replica died is started again elsewhere or marked
+//! interrupted.
 //!
-//! Main types: [`Jobs`] (submit, get, wait, list), [`Job`] (the persisted
-//! record), [`JobCtx`] (what running work uses to log and mark steps).
+//! Main types: [`Jobs`] (submit, get, wait, list, logs), [`Job`] (the
+//! persisted record), [`JobCtx`] (what running work uses to log and mark
+//! steps), [`Runner`] (turns a claimed job's record back into work).
+//!
+//! A job is data: its kind and target say what to do, so any replica can
+//! run it ([`Jobs::submit`]). Work whose inputs live on one replica (an
+//! uploaded image context) is pinned to it ([`Jobs::submit_pinned`]).
 //!
 //! Architecture invariant: a job's work never writes the index directly on
 //! failure paths; work either finishes and stores, or fails and stores
-//! nothing. A job found `queued` or `running` at start-up was cut off by a
-//! crash and is marked `interrupted`.
+//! nothing. With an index of its own (sled), a job found `queued` or
+//! `running` at start-up was cut off by a crash and is marked
+//! `interrupted`; with a shared index, the job's lease tells.
 
 mod log;
+mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 
 pub use log::{redact, JobLog};
 
-use crate::index::{Index, IndexError};
+use crate::index::{Enqueued, Index, IndexError};
 use crate::model::{Identity, Job, JobResult, JobState, JobTarget, Step};
+use crate::store::BlobStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -50,11 +61,28 @@ impl std::fmt::Display for WorkError {
 }
 
 pub type WorkFuture = Pin<Box<dyn Future<Output = Result<JobResult, WorkError>> + Send>>;
-type Work = Box<dyn FnOnce(JobCtx) -> WorkFuture + Send>;
+pub type Work = Box<dyn FnOnce(JobCtx) -> WorkFuture + Send>;
 
-struct Queued {
-    id: String,
-    work: Work,
+/// Turns a claimed job's record back into work (any replica runs it).
+pub trait Runner: Send + Sync + 'static {
+    /// The work for `job`, or `None` when this kind cannot run from its
+    /// record alone.
+    fn work(&self, job: &Job) -> Option<Work>;
+}
+
+/// How the job system is set up.
+pub struct JobsConfig {
+    pub logs: PathBuf,
+    pub log_cap: u64,
+    pub workers: usize,
+    /// Paths hidden from logs and errors (see [`log::redact`]).
+    pub redact: Vec<String>,
+    /// This process's name among the replicas.
+    pub replica: String,
+    /// How long a claimed job is held without a renewal.
+    pub lease: Duration,
+    /// Where logs go for other replicas to read (shared stores only).
+    pub archive: Option<Arc<dyn BlobStore>>,
 }
 
 /// Running work's handle on its job: log lines and steps.
@@ -69,7 +97,7 @@ impl JobCtx {
     /// Starts a step (finishing the previous one as a success).
     pub fn step(&self, name: &str) {
         self.log.line(&format!("==> {name}"));
-        self.jobs.update(&self.id, false, |j| {
+        self.jobs.update(&self.id, |j| {
             let now = Utc::now();
             if let Some(last) = j.steps.last_mut() {
                 if last.state == JobState::Running {
@@ -104,15 +132,17 @@ impl JobCtx {
 
 struct Shared {
     index: Arc<dyn Index>,
-    logs: PathBuf,
-    /// Paths hidden from logs and errors (see [`log::redact`]).
+    cfg: JobsConfig,
     redact: Arc<Vec<String>>,
-    log_cap: u64,
-    /// Final-state notifications for jobs of this process.
+    /// State changes of jobs this process submitted or runs (waiters).
     live: Mutex<HashMap<String, watch::Sender<JobState>>>,
-    /// Single-flight: key -> job id of the job in flight for it.
-    inflight: Mutex<HashMap<String, String>>,
-    queue: mpsc::UnboundedSender<Queued>,
+    /// Work of jobs pinned to this replica, until a worker claims them.
+    pinned: Mutex<HashMap<String, Work>>,
+    /// Logs of the jobs running here (for the archive).
+    running: Mutex<HashMap<String, JobLog>>,
+    runner: OnceLock<Arc<dyn Runner>>,
+    /// Wakes a worker when a job is queued here.
+    wake: Notify,
 }
 
 /// The job system; cheap to clone.
@@ -126,79 +156,110 @@ fn new_id() -> String {
     format!("{ms:012x}{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
+/// Where a job's log can be read.
+pub enum LogSource {
+    /// A file on this replica (growing while the job runs here).
+    Local(PathBuf),
+    /// A copy kept in the blob store by the replica that ran it (complete
+    /// once the job ended; refreshed while it runs).
+    Archived(Vec<u8>),
+    /// No log (yet).
+    None,
+}
+
 impl Jobs {
-    /// Marks jobs cut off by a crash `interrupted`, and starts `workers`
-    /// worker tasks on the current tokio runtime.
-    pub fn start(
-        index: Arc<dyn Index>,
-        logs: PathBuf,
-        log_cap: u64,
-        workers: usize,
-        redact: Vec<String>,
-    ) -> Result<Self, JobError> {
-        std::fs::create_dir_all(&logs)?;
-        for mut job in index.unfinished_jobs()? {
-            job.state = JobState::Interrupted;
-            job.finished = Some(Utc::now());
-            job.error = Some("the service stopped while this job ran; nothing was stored".into());
-            for s in job.steps.iter_mut().filter(|s| !s.state.is_final()) {
-                s.state = JobState::Interrupted;
+    /// Marks jobs cut off by a crash `interrupted` (own index only), and
+    /// starts the workers (and, with a shared index, the lease keeper) on
+    /// the current tokio runtime. Call [`Jobs::set_runner`] before work is
+    /// queued.
+    pub fn start(index: Arc<dyn Index>, cfg: JobsConfig) -> Result<Self, JobError> {
+        std::fs::create_dir_all(&cfg.logs)?;
+        if !index.shared() {
+            for mut job in index.unfinished_jobs()? {
+                interrupt(
+                    &mut job,
+                    "the service stopped while this job ran; nothing was stored",
+                );
+                index.put_job(&job, true)?;
             }
-            index.put_job(&job, true)?;
         }
-        let (tx, rx) = mpsc::unbounded_channel::<Queued>();
         let jobs = Jobs {
             shared: Arc::new(Shared {
                 index,
-                logs,
-                log_cap,
-                redact: Arc::new(redact),
+                redact: Arc::new(cfg.redact.clone()),
+                cfg,
                 live: Mutex::new(HashMap::new()),
-                inflight: Mutex::new(HashMap::new()),
-                queue: tx,
+                pinned: Mutex::new(HashMap::new()),
+                running: Mutex::new(HashMap::new()),
+                runner: OnceLock::new(),
+                wake: Notify::new(),
             }),
         };
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..workers.max(1) {
-            let rx = rx.clone();
-            let jobs = jobs.clone();
-            tokio::spawn(async move {
-                loop {
-                    let next = rx.lock().await.recv().await;
-                    let Some(q) = next else { break };
-                    // Each job runs in its own task, so a panic fails that job only.
-                    let id = q.id.clone();
-                    let j = jobs.clone();
-                    let res = tokio::spawn(async move { j.run(q).await }).await;
-                    if let Err(e) = res {
-                        jobs.finish(
-                            &id,
-                            Err(WorkError {
-                                step: "internal".into(),
-                                message: format!("the job panicked: {e}"),
-                            }),
-                        );
-                    }
-                }
-            });
-        }
+        worker::start(&jobs);
         Ok(jobs)
     }
 
-    pub fn log_path(&self, id: &str) -> PathBuf {
-        self.shared.logs.join(format!("{id}.log"))
+    /// Sets what turns claimed jobs into work (once).
+    pub fn set_runner(&self, runner: Arc<dyn Runner>) {
+        let _ = self.shared.runner.set(runner);
     }
 
-    fn put(&self, job: &Job, durable: bool) {
-        if let Err(e) = self.shared.index.put_job(job, durable) {
-            tracing::error!(job = %job.id, "cannot persist job: {e}");
+    /// This process's name among the replicas.
+    pub fn replica(&self) -> &str {
+        &self.shared.cfg.replica
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.shared.cfg.logs.join(format!("{id}.log"))
+    }
+
+    /// Where the log of `id` can be read from here.
+    pub fn log_source(&self, id: &str) -> LogSource {
+        let path = self.log_path(id);
+        if path.is_file() {
+            return LogSource::Local(path);
+        }
+        if let Some(a) = &self.shared.cfg.archive {
+            if let Ok(Some(v)) = a.get_object(&log_object(id)) {
+                return LogSource::Archived(v);
+            }
+        }
+        LogSource::None
+    }
+
+    /// The last `max` bytes of a job's log, wherever it is.
+    pub fn log_tail(&self, id: &str, max: usize) -> String {
+        match self.log_source(id) {
+            LogSource::Local(p) => JobLog::tail(&p, max),
+            LogSource::Archived(v) => log::tail_of(&v, max),
+            LogSource::None => String::new(),
         }
     }
 
-    fn update(&self, id: &str, durable: bool, f: impl FnOnce(&mut Job)) {
+    /// Writes a job this replica holds (dropped when it no longer holds it).
+    fn save(&self, job: &Job) -> bool {
+        match self
+            .shared
+            .index
+            .replace_job(job, Some(&self.shared.cfg.replica))
+        {
+            Ok(held) => {
+                if !held {
+                    tracing::warn!(job = %job.id, "job was taken over by another replica; not saved");
+                }
+                held
+            }
+            Err(e) => {
+                tracing::error!(job = %job.id, "cannot persist job: {e}");
+                false
+            }
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Job)) {
         if let Ok(Some(mut j)) = self.get(id) {
             f(&mut j);
-            self.put(&j, durable);
+            self.save(&j);
         }
     }
 
@@ -211,11 +272,24 @@ impl Jobs {
         Ok(self.shared.index.jobs(limit)?)
     }
 
-    /// Queues `work` unless a job for `key` is already in flight; returns
-    /// the job id and whether it is a new job.
-    pub fn submit<F>(
+    /// Queues a job any replica may run (its [`Runner`] makes the work from
+    /// the record), unless a job for `flight` is in flight: then that job.
+    /// Returns the job id and whether it is a new job.
+    pub fn submit(
         &self,
-        key: &str,
+        flight: &str,
+        kind: &str,
+        target: JobTarget,
+        who: Identity,
+    ) -> Result<(String, bool), JobError> {
+        self.enqueue(flight, kind, target, who, None)
+    }
+
+    /// Queues `work`, run on this replica only (its inputs live here),
+    /// unless a job for `flight` is in flight: then that job.
+    pub fn submit_pinned<F>(
+        &self,
+        flight: &str,
         kind: &str,
         target: JobTarget,
         who: Identity,
@@ -224,10 +298,17 @@ impl Jobs {
     where
         F: FnOnce(JobCtx) -> WorkFuture + Send + 'static,
     {
-        let mut inflight = self.shared.inflight.lock().map_err(|_| JobError::Closed)?;
-        if let Some(id) = inflight.get(key) {
-            return Ok((id.clone(), false));
-        }
+        self.enqueue(flight, kind, target, who, Some(Box::new(work)))
+    }
+
+    fn enqueue(
+        &self,
+        flight: &str,
+        kind: &str,
+        target: JobTarget,
+        who: Identity,
+        work: Option<Work>,
+    ) -> Result<(String, bool), JobError> {
         let id = new_id();
         let job = Job {
             id: id.clone(),
@@ -241,103 +322,45 @@ impl Jobs {
             steps: Vec::new(),
             error: None,
             result: None,
+            flight: Some(flight.to_owned()),
+            replica: None,
+            pinned: work.as_ref().map(|_| self.shared.cfg.replica.clone()),
+            attempts: 0,
         };
-        self.shared.index.put_job(&job, true)?;
-        let (tx, _) = watch::channel(JobState::Queued);
-        if let Ok(mut live) = self.shared.live.lock() {
-            live.insert(id.clone(), tx);
+        let pinned = work.is_some();
+        if let Some(w) = work {
+            lock(&self.shared.pinned)?.insert(id.clone(), w);
         }
-        inflight.insert(key.to_owned(), id.clone());
-        drop(inflight);
-        let key = key.to_owned();
-        let jobs = self.clone();
-        let wrapped: Work = Box::new(move |ctx: JobCtx| {
-            let fut = work(ctx);
-            Box::pin(async move {
-                let r = fut.await;
-                if let Ok(mut m) = jobs.shared.inflight.lock() {
-                    m.remove(&key);
-                }
-                r
-            })
-        });
-        self.shared
-            .queue
-            .send(Queued {
-                id: id.clone(),
-                work: wrapped,
-            })
-            .map_err(|_| JobError::Closed)?;
-        Ok((id, true))
-    }
-
-    async fn run(&self, q: Queued) {
-        let log = match JobLog::create(
-            &self.log_path(&q.id),
-            self.shared.log_cap,
-            self.shared.redact.clone(),
-        ) {
-            Ok(l) => l,
+        self.watch(&id);
+        match self.shared.index.enqueue_job(&job) {
+            Ok(Enqueued::New) => {
+                self.shared.wake.notify_one();
+                Ok((id, true))
+            }
+            Ok(Enqueued::Joined(other)) => {
+                self.forget(&id, pinned);
+                Ok((other.id, false))
+            }
             Err(e) => {
-                self.finish(
-                    &q.id,
-                    Err(WorkError {
-                        step: "start".into(),
-                        message: format!("cannot create the log: {e}"),
-                    }),
-                );
-                return;
+                self.forget(&id, pinned);
+                Err(e.into())
             }
-        };
-        self.update(&q.id, false, |j| {
-            j.state = JobState::Running;
-            j.started = Some(Utc::now());
-        });
-        self.notify(&q.id, JobState::Running);
-        let ctx = JobCtx {
-            id: q.id.clone(),
-            log: log.clone(),
-            jobs: self.clone(),
-        };
-        let res = (q.work)(ctx).await;
-        match &res {
-            Ok(_) => log.line("==> success"),
-            Err(e) => log.line(&format!("==> failed: {e}")),
         }
-        log.close();
-        self.finish(&q.id, res);
     }
 
-    fn finish(&self, id: &str, res: Result<JobResult, WorkError>) {
-        let state = if res.is_ok() {
-            JobState::Success
-        } else {
-            JobState::Failed
-        };
-        self.update(id, true, |j| {
-            let now = Utc::now();
-            j.state = state;
-            j.finished = Some(now);
-            if let Some(last) = j.steps.last_mut() {
-                if !last.state.is_final() {
-                    last.state = state;
-                    last.finished = Some(now);
-                }
-            }
-            match res {
-                Ok(v) => j.result = Some(v),
-                Err(e) => j.error = Some(log::redact(&self.shared.redact, &e.to_string())),
-            }
-        });
-        if let Ok(Some(j)) = self.get(id) {
-            let result = if state == JobState::Success {
-                "success"
-            } else {
-                "failed"
-            };
-            crate::metrics::job_finished(&j.kind, result, j.duration_secs().unwrap_or(0.0));
+    fn watch(&self, id: &str) {
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.entry(id.to_owned())
+                .or_insert_with(|| watch::channel(JobState::Queued).0);
         }
-        self.notify(id, state);
+    }
+
+    fn forget(&self, id: &str, pinned: bool) {
+        if pinned {
+            if let Ok(mut p) = self.shared.pinned.lock() {
+                p.remove(id);
+            }
+        }
         if let Ok(mut live) = self.shared.live.lock() {
             live.remove(id);
         }
@@ -351,24 +374,57 @@ impl Jobs {
         }
     }
 
-    /// Waits up to `timeout` for the job to end; returns the job as it is then.
+    /// Waits up to `timeout` for the job to end (wherever it runs);
+    /// returns the job as it is then.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Option<Job>, JobError> {
-        let rx = self
+        let mut rx = self
             .shared
             .live
             .lock()
             .ok()
             .and_then(|l| l.get(id).map(|tx| tx.subscribe()));
-        if let Some(mut rx) = rx {
-            let _ = tokio::time::timeout(timeout, async {
-                while !rx.borrow_and_update().is_final() {
-                    if rx.changed().await.is_err() {
-                        break;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = self.get(id)?;
+            match &job {
+                Some(j) if !j.state.is_final() => {}
+                _ => return Ok(job),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(job);
+            }
+            // local jobs wake us at once; others are polled
+            let poll = tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)),
+            );
+            match rx.as_mut() {
+                Some(r) => {
+                    tokio::select! {
+                        res = r.changed() => if res.is_err() { rx = None },
+                        _ = poll => {}
                     }
                 }
-            })
-            .await;
+                None => poll.await,
+            }
         }
-        self.get(id)
+    }
+}
+
+/// The name of a job's archived log.
+fn log_object(id: &str) -> String {
+    format!("logs/{id}.log")
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, JobError> {
+    m.lock().map_err(|_| JobError::Closed)
+}
+
+/// Marks a job (and its unfinished steps) interrupted, with `why`.
+fn interrupt(job: &mut Job, why: &str) {
+    job.state = JobState::Interrupted;
+    job.finished = Some(Utc::now());
+    job.error = Some(why.to_owned());
+    for s in job.steps.iter_mut().filter(|s| !s.state.is_final()) {
+        s.state = JobState::Interrupted;
     }
 }

@@ -1,6 +1,7 @@
 //! The blob store on local disk: `blobs/<first 2 hex>/<64 hex>`, each
 //! written as a temp file in `tmp/` (same file system), fsynced, renamed
-//! into place, and the directory fsynced.
+//! into place, and the directory fsynced. Small named objects live under
+//! `objects/<name>`, written the same way.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -15,6 +16,7 @@ use super::{BlobInfo, BlobMeta, BlobStore};
 pub struct LocalBlobs {
     root: PathBuf,
     quarantine: PathBuf,
+    objects: PathBuf,
 }
 
 impl LocalBlobs {
@@ -25,12 +27,17 @@ impl LocalBlobs {
         Ok(Self {
             root,
             quarantine: data_dir.join("quarantine"),
+            objects: data_dir.join("objects"),
         })
     }
 
     fn path(&self, hash: &blake3::Hash) -> PathBuf {
         let hex = hash.to_hex();
         self.root.join(&hex[..2]).join(hex.as_str())
+    }
+
+    fn object_path(&self, name: &str) -> io::Result<PathBuf> {
+        Ok(self.objects.join(super::object_name(name)?))
     }
 }
 
@@ -133,6 +140,68 @@ impl BlobStore for LocalBlobs {
 
     fn free_bytes(&self) -> io::Result<Option<u64>> {
         super::free_bytes(&self.root).map(Some)
+    }
+
+    fn put_object(&self, name: &str, body: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let dest = self.object_path(name)?;
+        let dir = dest.parent().unwrap_or(&self.objects).to_owned();
+        fs::create_dir_all(&dir)?;
+        let mut tmp = NamedTempFile::new_in(&dir)?;
+        tmp.write_all(body)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        File::open(&dir)?.sync_all()
+    }
+
+    fn get_object(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.object_path(name)?) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list_objects(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let dir = match prefix.strip_suffix('/') {
+            Some(p) => self.object_path(p)?,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an object prefix ends with /",
+                ))
+            }
+        };
+        let mut out = Vec::new();
+        let mut todo = vec![(dir, prefix.to_owned())];
+        while let Some((d, p)) = todo.pop() {
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for e in rd {
+                let e = e?;
+                let Some(n) = e.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let ft = e.file_type()?;
+                if ft.is_dir() {
+                    todo.push((e.path(), format!("{p}{n}/")));
+                } else if ft.is_file() && super::object_name(&n).is_ok() {
+                    out.push(format!("{p}{n}"));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_object(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.object_path(name)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -12,12 +12,14 @@ pub mod beneath;
 pub mod local;
 pub mod pack;
 pub mod reserve;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod scratch;
 pub mod unpack;
 
 use std::io::{self, Read};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tempfile::NamedTempFile;
 
@@ -47,7 +49,8 @@ pub struct BlobMeta {
 }
 
 /// Where blobs live, named by their blake3. Blocking: call from blocking
-/// threads. Implementations: a local directory ([`local::LocalBlobs`]).
+/// threads. Implementations: a local directory ([`local::LocalBlobs`]) and
+/// S3-compatible object storage (`s3::S3Blobs`).
 pub trait BlobStore: Send + Sync + 'static {
     /// For logs and `/readyz`: what and where this store is.
     fn describe(&self) -> String;
@@ -84,6 +87,57 @@ pub trait BlobStore: Send + Sync + 'static {
     fn quarantine(&self, hash: &blake3::Hash) -> io::Result<()>;
     /// Free space where blobs are written, when the store can tell.
     fn free_bytes(&self) -> io::Result<Option<u64>>;
+    /// A URL a client may fetch the blob from directly for `ttl`, saved as
+    /// `filename` (`Content-Disposition`): object stores presign one;
+    /// `None` when the store cannot.
+    fn presigned_url(
+        &self,
+        _hash: &blake3::Hash,
+        _filename: Option<&str>,
+        _ttl: Duration,
+    ) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+    /// Whether the store answers (`/readyz`).
+    fn ping(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    // --- small named objects beside the blobs ---
+    // Per-record copies for `reindex` (`records/...`) and the logs of
+    // finished jobs (`logs/...`). Names are checked with [`object_name`].
+    /// Stores (replaces) a small object, durably.
+    fn put_object(&self, name: &str, body: &[u8]) -> io::Result<()>;
+    /// A small object's content, or `None`.
+    fn get_object(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// The names of the objects under `prefix` (which ends with `/`).
+    fn list_objects(&self, prefix: &str) -> io::Result<Vec<String>>;
+    /// Removes a small object (absent is fine).
+    fn delete_object(&self, name: &str) -> io::Result<()>;
+}
+
+/// Checks the name of a small object: `/`-separated segments of ASCII
+/// letters, digits, `.`, `_`, `-` (none empty, `.` or `..`), at most 512
+/// bytes.
+pub fn object_name(name: &str) -> io::Result<&str> {
+    let ok = !name.is_empty()
+        && name.len() <= 512
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(name)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a valid object name: {name:?}"),
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use crate::http::jobs::start_build;
 use crate::http::openapi::IdentityHeaders;
 use crate::http::params::WaitQuery;
 use crate::http::AppState;
+use crate::jobs::LogSource;
 use crate::model::Role;
 
 /// POST /v1/builds
@@ -159,7 +160,16 @@ pub async fn get_log(
     if jobs.get(&id)?.is_none() {
         return Err(ApiError::not_found(format!("no job {id}")));
     }
-    let path = jobs.log_path(&id);
+    let path = match jobs.log_source(&id) {
+        LogSource::Local(p) => p,
+        LogSource::Archived(text) => {
+            // run on another replica: its latest copy (complete once it ended)
+            return Ok(HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body(text));
+        }
+        LogSource::None => jobs.log_path(&id),
+    };
     if !q.follow {
         let text = std::fs::read(&path).unwrap_or_default();
         return Ok(HttpResponse::Ok()

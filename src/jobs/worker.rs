@@ -1,0 +1,265 @@
+//! The workers: claim a queued job from the index, run it, store the end;
+//! and, with a shared index, the lease keeper: renews the leases of the
+//! jobs running here, archives their logs for other replicas, and takes up
+//! jobs whose replica died (started again once, else interrupted).
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{interrupt, log_object, JobCtx, JobLog, Jobs, WorkError};
+use crate::model::{Job, JobResult, JobState};
+
+/// A job whose replica died is started again this many times at most.
+const MAX_ATTEMPTS: u32 = 2;
+
+pub(super) fn start(jobs: &Jobs) {
+    let shared = jobs.shared.index.shared();
+    // With a shared index, other replicas queue work we only see by asking.
+    let poll = if shared {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    for _ in 0..jobs.shared.cfg.workers.max(1) {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            loop {
+                match jobs.claim().await {
+                    Some(job) => jobs.run_claimed(job).await,
+                    None => {
+                        let _ = tokio::time::timeout(poll, jobs.shared.wake.notified()).await;
+                    }
+                }
+            }
+        });
+    }
+    if shared {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            let every = (jobs.shared.cfg.lease / 3).max(Duration::from_millis(200));
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let j = jobs.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || j.keep_leases()).await {
+                    tracing::error!("lease keeper panicked: {e}");
+                }
+            }
+        });
+    }
+}
+
+impl Jobs {
+    async fn claim(&self) -> Option<Job> {
+        let j = self.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            j.shared
+                .index
+                .claim_job(&j.shared.cfg.replica, j.shared.cfg.lease)
+        })
+        .await;
+        match res {
+            Ok(Ok(job)) => job,
+            Ok(Err(e)) => {
+                tracing::error!("cannot claim a job: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                None
+            }
+            Err(e) => {
+                tracing::error!("job claim panicked: {e}");
+                None
+            }
+        }
+    }
+
+    async fn run_claimed(&self, job: Job) {
+        let id = job.id.clone();
+        self.watch(&id);
+        self.notify(&id, JobState::Running);
+        let pinned = self
+            .shared
+            .pinned
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&id));
+        let work = pinned.or_else(|| self.shared.runner.get().and_then(|r| r.work(&job)));
+        let Some(work) = work else {
+            self.finish(
+                &id,
+                Err(WorkError {
+                    step: "start".into(),
+                    message: format!(
+                        "this replica cannot run a '{}' job from its record",
+                        job.kind
+                    ),
+                }),
+            );
+            return;
+        };
+        let log = match JobLog::create(
+            &self.log_path(&id),
+            self.shared.cfg.log_cap,
+            self.shared.redact.clone(),
+        ) {
+            Ok(l) => l,
+            Err(e) => {
+                self.finish(
+                    &id,
+                    Err(WorkError {
+                        step: "start".into(),
+                        message: format!("cannot create the log: {e}"),
+                    }),
+                );
+                return;
+            }
+        };
+        if job.attempts > 1 {
+            log.line(&format!(
+                "==> started again (attempt {}): the replica that ran it stopped",
+                job.attempts
+            ));
+        }
+        if let Ok(mut r) = self.shared.running.lock() {
+            r.insert(id.clone(), log.clone());
+        }
+        let ctx = JobCtx {
+            id: id.clone(),
+            log: log.clone(),
+            jobs: self.clone(),
+        };
+        // Each job runs in its own task, so a panic fails that job only.
+        let res = match tokio::spawn(work(ctx)).await {
+            Ok(r) => r,
+            Err(e) => Err(WorkError {
+                step: "internal".into(),
+                message: format!("the job panicked: {e}"),
+            }),
+        };
+        match &res {
+            Ok(_) => log.line("==> success"),
+            Err(e) => log.line(&format!("==> failed: {e}")),
+        }
+        log.close();
+        if let Ok(mut r) = self.shared.running.lock() {
+            r.remove(&id);
+        }
+        self.archive_log(&id);
+        self.finish(&id, res);
+    }
+
+    fn finish(&self, id: &str, res: Result<JobResult, WorkError>) {
+        let state = if res.is_ok() {
+            JobState::Success
+        } else {
+            JobState::Failed
+        };
+        let redact = self.shared.redact.clone();
+        let mut ended = None;
+        self.update(id, |j| {
+            let now = Utc::now();
+            j.state = state;
+            j.finished = Some(now);
+            if let Some(last) = j.steps.last_mut() {
+                if !last.state.is_final() {
+                    last.state = state;
+                    last.finished = Some(now);
+                }
+            }
+            match res {
+                Ok(v) => j.result = Some(v),
+                Err(e) => j.error = Some(super::redact(&redact, &e.to_string())),
+            }
+            ended = Some(j.clone());
+        });
+        if let Some(j) = ended {
+            let result = if state == JobState::Success {
+                "success"
+            } else {
+                "failed"
+            };
+            crate::metrics::job_finished(&j.kind, result, j.duration_secs().unwrap_or(0.0));
+        }
+        self.notify(id, state);
+        if let Ok(mut live) = self.shared.live.lock() {
+            live.remove(id);
+        }
+    }
+
+    /// Copies a job's log to the archive (shared stores), for other replicas.
+    fn archive_log(&self, id: &str) {
+        let Some(a) = &self.shared.cfg.archive else {
+            return;
+        };
+        let Ok(body) = std::fs::read(self.log_path(id)) else {
+            return;
+        };
+        if let Err(e) = a.put_object(&log_object(id), &body) {
+            tracing::warn!(job = %id, "cannot archive the job's log: {e}");
+        }
+    }
+
+    /// One round of the lease keeper (blocking).
+    fn keep_leases(&self) {
+        let index = &self.shared.index;
+        let me = &self.shared.cfg.replica;
+        if let Err(e) = index.renew_leases(me, self.shared.cfg.lease) {
+            tracing::error!("cannot renew job leases: {e}");
+        }
+        let running: Vec<String> = self
+            .shared
+            .running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in running {
+            self.archive_log(&id);
+        }
+        let expired = match index.expired_jobs() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("cannot list expired jobs: {e}");
+                return;
+            }
+        };
+        for job in expired {
+            self.take_up(job);
+        }
+    }
+
+    /// A job whose replica stopped renewing its lease: queued again (once,
+    /// when any replica can run it from its record), else interrupted.
+    fn take_up(&self, mut job: Job) {
+        let dead = job.replica.clone();
+        let again = job.pinned.is_none()
+            && job.attempts < MAX_ATTEMPTS
+            && self
+                .shared
+                .runner
+                .get()
+                .is_some_and(|r| r.work(&job).is_some());
+        for s in job.steps.iter_mut().filter(|s| !s.state.is_final()) {
+            s.state = JobState::Interrupted;
+            s.finished = Some(Utc::now());
+        }
+        let who = dead.as_deref().unwrap_or("?");
+        if again {
+            job.state = JobState::Queued;
+            job.replica = None;
+            tracing::warn!(job = %job.id, replica = who, "job's replica stopped; queued again");
+        } else {
+            interrupt(
+                &mut job,
+                &format!(
+                    "the replica running this job ({who}) stopped answering; nothing was stored"
+                ),
+            );
+            tracing::warn!(job = %job.id, replica = who, "job's replica stopped; interrupted");
+        }
+        match self.shared.index.replace_job(&job, dead.as_deref()) {
+            Ok(true) if again => self.shared.wake.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(job = %job.id, "cannot take up the job: {e}"),
+        }
+    }
+}

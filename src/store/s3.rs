@@ -1,0 +1,1 @@
+//! Placeholder: the implementation is being written on its own branch.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pg;
 pub mod tars;
 
 #[allow(unused_imports)]

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3 pkg-config libssl-dev procps chromium chromium-driver)
+PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3 pkg-config libssl-dev procps chromium chromium-driver postgresql)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

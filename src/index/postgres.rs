@@ -88,11 +88,18 @@ pub struct PgIndex {
 
 impl Drop for PgIndex {
     fn drop(&mut self) {
-        // (dropping a runtime waits for its threads, which is not allowed
-        // inside another runtime: let them go in the background)
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
+        let Some(rt) = self.rt.take() else { return };
+        // say goodbye to the server (briefly), then let the threads go in
+        // the background: dropping a runtime waits for its threads, which is
+        // not allowed inside another runtime
+        let (tx, rx) = mpsc::sync_channel(1);
+        let pool = self.pool.clone();
+        rt.spawn(async move {
+            pool.close().await;
+            let _ = tx.send(());
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(2));
+        rt.shutdown_background();
     }
 }
 
@@ -258,10 +265,19 @@ async fn connect(opts: PgConnectOptions, max: u32) -> Result<PgPool> {
             "the PostgreSQL index's tables could not be set up: {e}"
         ))
     })?;
-    let opts = opts.options([("statement_timeout", "60s")]);
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // the server gives up on a statement when the caller would (a SET,
+        // not a startup option, which connection poolers may refuse)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET statement_timeout = '60s'")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
         // check only connections that sat idle a while (a check costs a
         // round trip on every query)
         .test_before_acquire(false)

@@ -2,6 +2,11 @@
 -- metadata. Keys are compared bytewise (COLLATE "C"), as the embedded
 -- index orders them. Records are stored as the bytes the service encoded
 -- (bytea, not jsonb: equal bytes mean an equal record).
+--
+-- Never edit a migration once released (its checksum is kept in the
+-- database): add the next file, list it in src/index/postgres/connect.rs,
+-- and only add (tables, columns with defaults, indexes), so that replicas
+-- of the previous version still run on the migrated schema.
 
 CREATE TABLE components (
     component text COLLATE "C" NOT NULL,

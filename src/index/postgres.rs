@@ -12,6 +12,7 @@
 //! Every SQL text is a constant; values only ever travel as bound
 //! parameters. Times of leases and jobs are the database's clock.
 
+mod connect;
 mod export;
 mod jobs;
 mod keys;
@@ -22,8 +23,8 @@ use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Row};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::Row;
 
 use super::{decode, encode, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result};
 use crate::config::IndexConfig;
@@ -34,8 +35,6 @@ use keys::{image_binds, key_binds, key_nul_free, no_nul, nul_free};
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one operation may take before the caller gives up on it.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a pooled connection may sit idle before it is checked first.
-const IDLE_CHECK: Duration = Duration::from_secs(30);
 /// Rows per page when iterating a whole table.
 const PAGE: i64 = 1000;
 
@@ -74,6 +73,14 @@ fn db_error(what: impl Display, e: sqlx::Error) -> IndexError {
         )),
         sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => IndexError::Db(format!(
             "{what}: the connections to the PostgreSQL database are closed"
+        )),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => IndexError::Db(format!(
+            "{what}: the database answered in a form this version does not expect \
+             (are its tables from another version?)"
         )),
         other => IndexError::Db(format!("{what}: {other}")),
     }
@@ -135,7 +142,7 @@ impl PgIndex {
         let max = cfg.max_connections.max(1);
         let (tx, rx) = mpsc::sync_channel(1);
         rt.spawn(async move {
-            let r = tokio::time::timeout(OPERATION_TIMEOUT, connect(opts, max)).await;
+            let r = tokio::time::timeout(OPERATION_TIMEOUT, connect::connect(opts, max)).await;
             let _ = tx.send(r);
         });
         let what = "opening the PostgreSQL index";
@@ -248,63 +255,6 @@ impl PgIndex {
             Ok(out)
         })
     }
-}
-
-async fn connect(opts: PgConnectOptions, max: u32) -> Result<PgPool> {
-    let unreachable = |e| db_error("opening the PostgreSQL index", e);
-    // the schema first, on a connection of its own: sqlx's migrator holds a
-    // session lock while it works, which must not stay on a pooled one
-    let mut conn = PgConnection::connect_with(&opts)
-        .await
-        .map_err(unreachable)?;
-    // (run_direct: sqlx's own way around a lifetime limit of `run` here)
-    let migrated = migrator().run_direct(None, &mut conn, false).await;
-    let _ = conn.close().await;
-    migrated.map_err(|e| {
-        IndexError::Db(format!(
-            "the PostgreSQL index's tables could not be set up: {e}"
-        ))
-    })?;
-    PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        // the server gives up on a statement when the caller would (a SET,
-        // not a startup option, which connection poolers may refuse)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("SET statement_timeout = '60s'")
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        // check only connections that sat idle a while (a check costs a
-        // round trip on every query)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > IDLE_CHECK {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_with(opts)
-        .await
-        .map_err(unreachable)
-}
-
-/// The schema, embedded (`migrations/` at the crate root).
-fn migrator() -> sqlx::migrate::Migrator {
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-    use sqlx::SqlSafeStr;
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "index".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/0001_index.sql").into_sql_str(),
-        false,
-    )])
 }
 
 impl Index for PgIndex {

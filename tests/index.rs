@@ -1153,6 +1153,56 @@ mod pg {
         assert_eq!(expired.len(), 1);
     }
 
+    /// The service itself on a PostgreSQL index: two replicas (each with its
+    /// own blobs) see one index.
+    #[test]
+    fn the_service_runs_on_postgres() {
+        use common::{bearer, client, config_with_keys, tar_gz, Server, READ_KEY, WRITE_KEY};
+        let url = common::pg::database();
+        let cfg = config_with_keys(&format!(
+            "[index]\nkind = \"postgres\"\nurl = \"{url}\"\nmax_connections = 4\n"
+        ));
+        let a = Server::start_with(&cfg);
+        let b = Server::start_with(&cfg);
+        let body = tar_gz("R4-45", &[("lib/libasyn.a", b"asyn")]);
+        let put = |s: &Server, body: Vec<u8>| {
+            client()
+                .put(s.url("/v1/components/asyn/R4-45/rocky9"))
+                .header("Authorization", bearer(WRITE_KEY))
+                .body(body)
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(put(&a, body.clone()), 201);
+        let other = tar_gz("R4-45", &[("lib/libasyn.a", b"other")]);
+        assert_eq!(put(&b, other), 409, "the other replica sees the record");
+        for s in [&a, &b] {
+            let listed: serde_json::Value = client()
+                .get(s.url("/v1/components?prefix=as"))
+                .header("Authorization", bearer(READ_KEY))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(
+                listed["components"].as_array().map(Vec::len),
+                Some(1),
+                "{listed}"
+            );
+            let ready = client().get(s.url("/readyz")).send().unwrap().status();
+            assert_eq!(ready, 200);
+        }
+        let got = client()
+            .get(a.url("/v1/components/asyn/R4-45/rocky9"))
+            .header("Authorization", bearer(READ_KEY))
+            .send()
+            .unwrap();
+        assert_eq!(got.status(), 200);
+        assert!(!got.bytes().unwrap().is_empty());
+    }
+
     /// By hand: `cargo test --test index -- --ignored --nocapture pg_million`.
     /// Loads 1,000,000 records (`BENCH_RECORDS`) with `import` into a fresh
     /// database of the throwaway server (or the one `BENCH_DATABASE_URL`

@@ -89,13 +89,51 @@ pub struct Stored {
 }
 
 /// A stored blob, ready to be served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BlobHandle {
     /// blake3 (hex): the ETag.
     pub hash: String,
     pub size: u64,
     /// A local file holding it, when the store has one (served with mmap).
     pub local: Option<PathBuf>,
+    /// Reads it from the store (object storage: ranged GETs).
+    pub reader: BlobReader,
+    /// Clients may fetch it from the object store directly, with a URL
+    /// valid this long (`storage.redirect`): see [`BlobReader::presign`].
+    pub redirect: Option<std::time::Duration>,
+}
+
+/// Opens ranged reads of one stored blob.
+#[derive(Clone)]
+pub struct BlobReader {
+    blobs: Arc<dyn BlobStore>,
+    hash: blake3::Hash,
+}
+
+impl BlobReader {
+    /// `len` bytes from `start` (blocking); `BlobLost` when the store no
+    /// longer holds it.
+    pub fn open(&self, start: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+        self.blobs
+            .read_range(&self.hash, start, Some(len))
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    ComponentError::BlobLost(self.hash.to_hex().to_string())
+                } else {
+                    e.into()
+                }
+            })
+    }
+
+    /// A URL of the object store for the blob, valid `ttl`, saved as
+    /// `filename`; `None` when the store cannot presign.
+    pub fn presign(
+        &self,
+        filename: Option<&str>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(self.blobs.presigned_url(&self.hash, filename, ttl)?)
+    }
 }
 
 /// What the store holds, for the metrics.
@@ -221,6 +259,15 @@ impl Components {
             hash: hash.to_hex().to_string(),
             size,
             local: self.blobs.local_path(&hash),
+            reader: BlobReader {
+                blobs: self.blobs.clone(),
+                hash,
+            },
+            redirect: self
+                .cfg
+                .storage
+                .redirect
+                .then(|| std::time::Duration::from_secs(self.cfg.storage.s3.presign_secs.max(1))),
         })
     }
 

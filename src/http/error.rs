@@ -173,6 +173,7 @@ impl From<ComponentError> for ApiError {
             E::BlobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "blob_not_found", msg),
             E::BadRequest(_) => ApiError::bad_request(msg),
             E::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
+            E::Busy(_) => ApiError::new(StatusCode::CONFLICT, "busy", msg),
         }
     }
 }

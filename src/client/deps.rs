@@ -215,7 +215,7 @@ fn fetch_one(r: &Remote, e: &ClosureEntry, into: &Path, pb: &indicatif::Progress
         .as_ref()
         .ok_or_else(|| ClientError::Other("not stored".into()))?;
     let url = &s.blob_url;
-    let resp = r.ok(r.http.get(url), url)?;
+    let (resp, _) = r.download(url)?;
     let dir = into.join(&e.component);
     std::fs::create_dir_all(&dir)?;
     let stage = tempfile::Builder::new()

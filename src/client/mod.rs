@@ -50,6 +50,10 @@ impl Remote {
         let http = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(None)
+            // downloads may be redirected to the object store: followed by
+            // `download`, which keeps the service's ETag and sends the key
+            // to the service only
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(Self {
@@ -89,6 +93,44 @@ impl Remote {
             return Ok(resp);
         }
         Err(server_error(resp))
+    }
+
+    /// GETs a download, following redirects (to a presigned URL of the
+    /// object store) with a plain request: the ETag (blake3) is the
+    /// service's, from its own answer; the key goes to the service only.
+    fn download(&self, url: &str) -> Result<(Response, Option<String>)> {
+        let etag = |r: &Response| {
+            r.headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim_matches('"').to_owned())
+        };
+        let mut resp = self.send(self.http.get(url), url)?;
+        let first = etag(&resp);
+        for _ in 0..5 {
+            if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+                break;
+            }
+            let next = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+                .ok_or_else(|| ClientError::Other(format!("{url}: a redirect without a usable Location")))?;
+            resp = self
+                .http
+                .get(next.clone())
+                .send()
+                .map_err(|err| ClientError::Connect {
+                    url: next.to_string(),
+                    err,
+                })?;
+        }
+        if !resp.status().is_success() {
+            return Err(server_error(resp));
+        }
+        let etag = first.or_else(|| etag(&resp));
+        Ok((resp, etag))
     }
 
     fn json<T: DeserializeOwned>(&self, rb: RequestBuilder, url: &str) -> Result<T> {
@@ -148,13 +190,9 @@ pub fn get(
     extract: Option<&Path>,
 ) -> Result<PathBuf> {
     let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}"));
-    let mut resp = r.ok(r.http.get(&url), &url)?;
-    let expected = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim_matches('"').to_owned())
-        .ok_or_else(|| ClientError::Other("the answer has no ETag (blake3)".into()))?;
+    let (mut resp, etag) = r.download(&url)?;
+    let expected =
+        etag.ok_or_else(|| ClientError::Other("the answer has no ETag (blake3)".into()))?;
     let dest = match out {
         Some(p) => p.to_owned(),
         // staged inside the target directory: old or minimal containers may have no /tmp

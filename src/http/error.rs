@@ -36,6 +36,16 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    /// 503: the index names a blob the store no longer holds (lost behind
+    /// the service's back); never answered as a truncated 200.
+    pub fn blob_lost() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "blob_lost",
+            "the stored tarball is missing from the blob store; an operator must restore it or \
+             rebuild the component (`artifact-store verify` lists what is lost)",
+        )
+    }
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     }
@@ -151,9 +161,9 @@ impl From<ComponentError> for ApiError {
                 "insufficient_storage",
                 msg,
             ),
-            E::BlobLost(_) => {
-                tracing::error!("{msg}");
-                ApiError::not_found(msg)
+            E::BlobLost(h) => {
+                tracing::error!(blob = %h, "{msg}");
+                ApiError::blob_lost()
             }
             E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
             E::ChecksumMismatch { .. } => {
@@ -163,6 +173,7 @@ impl From<ComponentError> for ApiError {
             E::BlobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "blob_not_found", msg),
             E::BadRequest(_) => ApiError::bad_request(msg),
             E::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
+            E::Busy(_) => ApiError::new(StatusCode::CONFLICT, "busy", msg),
         }
     }
 }

@@ -143,7 +143,11 @@ fn detail(e: &(dyn std::error::Error + 'static)) -> String {
     while let Some(next) = cur.source() {
         cur = next;
     }
-    let mut s = cur.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut s = cur
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if s.len() > 300 {
         let mut end = 300;
         while !s.is_char_boundary(end) {
@@ -166,23 +170,60 @@ fn transport_kind(e: &(dyn std::error::Error + 'static)) -> Option<HttpErrorKind
     None
 }
 
+/// The HTTP status of a failed request, for the errors whose variant does
+/// not tell it (listings answer `Generic`): object_store's message says
+/// "... status code: 403 Forbidden ...".
+fn http_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if let Some(i) = s.find("status code: ") {
+            return s[i + 13..].get(..3).and_then(|d| d.parse().ok());
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// Whether S3 said the bucket does not exist.
+fn no_such_bucket(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.to_string().contains("NoSuchBucket") {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
 impl Names {
-    /// An error of the object store in plain words, `NotFound` kept.
+    /// An error of the object store in plain words, `NotFound` kept (a
+    /// missing bucket is not "not found": nothing may conclude from it
+    /// that blobs are gone).
     fn err(&self, what: &str, e: object_store::Error) -> io::Error {
         use object_store::Error as E;
         let (bucket, endpoint) = (&self.bucket, &self.endpoint);
-        match &e {
-            E::NotFound { .. } => io::Error::new(
+        if no_such_bucket(&e) {
+            return io::Error::other(format!(
+                "{what}: the bucket {bucket} does not exist at {endpoint}"
+            ));
+        }
+        let status = http_status(&e);
+        match (&e, status) {
+            (E::NotFound { .. }, _) | (_, Some(404)) => io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{what}: not found in bucket {bucket}"),
             ),
-            E::PermissionDenied { .. } | E::Unauthenticated { .. } => io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
+            (E::PermissionDenied { .. } | E::Unauthenticated { .. }, _) | (_, Some(401 | 403)) => {
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
                     "{what}: the object store refused the credentials (403) for bucket {bucket} \
                      at {endpoint}"
                 ),
-            ),
+                )
+            }
             _ => match transport_kind(&e) {
                 Some(HttpErrorKind::Connect) => io::Error::new(
                     io::ErrorKind::NotConnected,
@@ -206,15 +247,17 @@ impl Names {
         }
     }
 
-    /// As [`Names::err`] for writes, where "not found" means the bucket.
+    /// As [`Names::err`] for writes and listings, where "not found" can
+    /// only mean the bucket.
     fn write_err(&self, what: &str, e: object_store::Error) -> io::Error {
-        if matches!(e, object_store::Error::NotFound { .. }) {
+        let e = self.err(what, e);
+        if e.kind() == io::ErrorKind::NotFound {
             return io::Error::other(format!(
                 "{what}: the bucket {} does not exist at {}",
                 self.bucket, self.endpoint
             ));
         }
-        self.err(what, e)
+        e
     }
 }
 
@@ -227,26 +270,28 @@ impl S3Blobs {
             return Err(invalid("[storage.s3] bucket is not set".into()));
         }
         let prefix = normalize_prefix(&cfg.prefix)?;
-        let (key, secret) = match (&cfg.access_key_id, &cfg.secret_access_key) {
-            (Some(k), Some(s)) => (k.clone(), s.clone()),
-            (None, None) => match (env_var("AWS_ACCESS_KEY_ID"), env_var("AWS_SECRET_ACCESS_KEY")) {
-                (Some(k), Some(s)) => (k, s),
-                _ => {
-                    return Err(invalid(
-                        "no credentials for the object store: set access_key_id and \
+        let (key, secret) =
+            match (&cfg.access_key_id, &cfg.secret_access_key) {
+                (Some(k), Some(s)) => (k.clone(), s.clone()),
+                (None, None) => match (
+                    env_var("AWS_ACCESS_KEY_ID"),
+                    env_var("AWS_SECRET_ACCESS_KEY"),
+                ) {
+                    (Some(k), Some(s)) => (k, s),
+                    _ => {
+                        return Err(invalid(
+                            "no credentials for the object store: set access_key_id and \
                          secret_access_key in [storage.s3], or the environment variables \
                          AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                            .into(),
-                    ))
-                }
-            },
-            _ => {
-                return Err(invalid(
+                                .into(),
+                        ))
+                    }
+                },
+                _ => return Err(invalid(
                     "[storage.s3] sets only one of access_key_id and secret_access_key: set both"
                         .into(),
-                ))
-            }
-        };
+                )),
+            };
         let mut options = ClientOptions::new()
             // a download may take long: no limit on a whole request, but
             // one on a stalled connection
@@ -363,7 +408,13 @@ impl S3Blobs {
         })
     }
 
-    fn put_single(&self, tmp: &NamedTempFile, path: Path, size: u64, what: String) -> io::Result<()> {
+    fn put_single(
+        &self,
+        tmp: &NamedTempFile,
+        path: Path,
+        size: u64,
+        what: String,
+    ) -> io::Result<()> {
         let mut body = vec![0u8; size as usize];
         tmp.as_file().read_exact_at(&mut body, 0)?;
         let (store, names) = (self.store.clone(), self.names.clone());
@@ -378,7 +429,13 @@ impl S3Blobs {
 
     /// A multipart upload, its parts read from the file one at a time and
     /// [`PARTS_IN_FLIGHT`] uploading at once; aborted on any error.
-    fn put_parts(&self, tmp: &NamedTempFile, path: Path, size: u64, what: String) -> io::Result<()> {
+    fn put_parts(
+        &self,
+        tmp: &NamedTempFile,
+        path: Path,
+        size: u64,
+        what: String,
+    ) -> io::Result<()> {
         let part = part_size(self.part_bytes, size);
         let (store, names) = (self.store.clone(), self.names.clone());
         let w = what.clone();
@@ -571,7 +628,10 @@ impl BlobStore for S3Blobs {
     }
 
     fn size(&self, hash: &blake3::Hash) -> io::Result<Option<u64>> {
-        self.head(self.blob_path(hash), format!("look up blob {}", hash.to_hex()))
+        self.head(
+            self.blob_path(hash),
+            format!("look up blob {}", hash.to_hex()),
+        )
     }
 
     fn read_range(
@@ -616,7 +676,10 @@ impl BlobStore for S3Blobs {
                     return;
                 }
             };
-            if tx.send(Chunk::Start(got.range.end - got.range.start)).is_err() {
+            if tx
+                .send(Chunk::Start(got.range.end - got.range.start))
+                .is_err()
+            {
                 return;
             }
             let mut body = got.into_stream();
@@ -681,10 +744,15 @@ impl BlobStore for S3Blobs {
             let mut out = Vec::new();
             let mut listing = store.list(Some(&Path::from(base.as_str())));
             while let Some(item) = listing.next().await {
-                let m = item.map_err(|e| names.err("list the blobs", e))?;
+                let m = item.map_err(|e| names.write_err("list the blobs", e))?;
                 // blobs/<2 hex>/<64 hex>, exactly as written: anything else
                 // is not ours
-                let Some((dir, hex)) = m.location.as_ref().strip_prefix(&base).and_then(|k| k.split_once('/')) else {
+                let Some((dir, hex)) = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(&base)
+                    .and_then(|k| k.split_once('/'))
+                else {
                     continue;
                 };
                 let Ok(hash) = blake3::Hash::from_hex(hex) else {
@@ -720,7 +788,10 @@ impl BlobStore for S3Blobs {
         let what = format!("quarantine blob {hex}");
         let (store, names) = (self.store.clone(), self.names.clone());
         self.run(async move {
-            store.copy(&from, &to).await.map_err(|e| names.err(&what, e))?;
+            store
+                .copy(&from, &to)
+                .await
+                .map_err(|e| names.err(&what, e))?;
             match store.delete(&from).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(names.write_err(&what, e)),
@@ -824,7 +895,7 @@ impl BlobStore for S3Blobs {
             let mut out = Vec::new();
             let mut listing = store.list(Some(&base));
             while let Some(item) = listing.next().await {
-                let m = item.map_err(|e| names.err(&what, e))?;
+                let m = item.map_err(|e| names.write_err(&what, e))?;
                 if let Some(name) = m.location.as_ref().strip_prefix(&strip) {
                     out.push(name.to_owned());
                 }

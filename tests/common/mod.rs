@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod http;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod tars;
 
 #[allow(unused_imports)]

@@ -41,15 +41,27 @@ impl Shared {
     /// A replica's config: the standard keys, `extra`, and the shared
     /// storage (short job leases, so a dead replica is noticed quickly).
     fn config(&self, extra: &str) -> String {
+        self.config_as(extra, false)
+    }
+
+    /// As [`Shared::config`]; `redirect`: downloads answer 307.
+    fn config_as(&self, extra: &str, redirect: bool) -> String {
+        let storage = common::s3::seaweedfs().config_toml(&self.s3).replace(
+            "kind = \"s3\"\n",
+            &format!("kind = \"s3\"\nredirect = {redirect}\n"),
+        );
         config_with_keys(&format!(
-            "{extra}\n{}\n[index]\nkind = \"postgres\"\nurl = \"{}\"\njob_lease_secs = 2\n",
-            common::s3::seaweedfs().config_toml(&self.s3),
+            "{extra}\n{storage}\n[index]\nkind = \"postgres\"\nurl = \"{}\"\njob_lease_secs = 2\n",
             self.db
         ))
     }
 
     fn replica(&self, extra: &str) -> Server {
         Server::start_with(&self.config(extra))
+    }
+
+    fn redirecting_replica(&self) -> Server {
+        Server::start_with(&self.config_as("", true))
     }
 
     /// The bucket, as the service sees it.
@@ -84,8 +96,8 @@ fn what_one_replica_stores_the_other_serves_streamed_and_redirected() {
     let shared = Shared::new();
     let a = shared.replica("");
     let b = shared.replica("");
-    let c = shared.replica("[storage]\nredirect = true\n");
-    let body = tar_gz("R1", &[("data.bin", &[7u8; 300_000]), ("x", b"x")]);
+    let c = shared.redirecting_replica();
+    let body = tar_gz("R1", &[("data.bin", &noise(3, 300_000)), ("x", b"x")]);
     let r = upload(&a, "shared/R1/rocky9", body);
     assert_eq!(r.status, 201, "{}", r.text());
     let h = r.json()["component"]["blake3"].as_str().unwrap().to_owned();
@@ -94,7 +106,10 @@ fn what_one_replica_stores_the_other_serves_streamed_and_redirected() {
     let r = get(&b, "/v1/components/shared/R1/rocky9");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(b3(&r.body), h);
-    assert_eq!(r.header("etag").as_deref(), Some(format!("\"{h}\"").as_str()));
+    assert_eq!(
+        r.header("etag").as_deref(),
+        Some(format!("\"{h}\"").as_str())
+    );
     assert!(r
         .header("content-disposition")
         .is_some_and(|d| d.contains("shared-R1-rocky9")));
@@ -140,10 +155,7 @@ fn what_one_replica_stores_the_other_serves_streamed_and_redirected() {
     // HEAD is answered by the service; a matching ETag is a 304, no redirect
     let r = send(client().head(c.url("/v1/components/shared/R1/rocky9")));
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("content-length"),
-        Some(whole.len().to_string())
-    );
+    assert_eq!(r.header("content-length"), Some(whole.len().to_string()));
     let r = no_redirects()
         .get(c.url("/v1/components/shared/R1/rocky9"))
         .header("If-None-Match", format!("\"{h}\""))
@@ -153,12 +165,23 @@ fn what_one_replica_stores_the_other_serves_streamed_and_redirected() {
     // the CLI follows the redirect and still checks the blake3
     let dir = tempfile::tempdir().unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_artifact-store"))
-        .args(["get", "shared", "R1", "--server", &c.base, "-o", "got.tar.zst"])
+        .args([
+            "get",
+            "shared",
+            "R1",
+            "--server",
+            &c.base,
+            "-o",
+            "got.tar.zst",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read(dir.path().join("got.tar.zst")).unwrap(), whole);
+    assert_eq!(
+        std::fs::read(dir.path().join("got.tar.zst")).unwrap(),
+        whole
+    );
 
     // the gzip form derived on b is found by a (one derivation, shared)
     let gz_b = get(&b, "/component?component=shared&tag=R1");
@@ -257,7 +280,10 @@ fn the_same_missing_component_asked_of_both_replicas_builds_once() {
         assert_eq!(*st, 202, "{v}");
     }
     let id = answers[0].1["job"].as_str().unwrap().to_owned();
-    assert_eq!(answers[1].1["job"], id, "both replicas joined one job: {answers:?}");
+    assert_eq!(
+        answers[1].1["job"], id,
+        "both replicas joined one job: {answers:?}"
+    );
     let j = wait_final(&servers[1], &id, 120);
     assert_eq!(j["state"], "success", "{j}");
     // one build job in the shared list, the same bytes from both replicas
@@ -287,7 +313,7 @@ fn a_replica_killed_mid_build_the_build_finishes_on_the_other() {
     repos.serve();
     let shared = Shared::new();
     let extra = build_config(&repos, &["sleepy"]);
-    let mut servers = vec![shared.replica(&extra), shared.replica(&extra)];
+    let mut servers = [shared.replica(&extra), shared.replica(&extra)];
     let (st, v) = post_build(&servers[0], "sleepy");
     assert_eq!(st, 202, "{v}");
     let id = v["job"].as_str().unwrap().to_owned();
@@ -295,9 +321,10 @@ fn a_replica_killed_mid_build_the_build_finishes_on_the_other() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let runner = loop {
         let j = job(&servers[0], &id);
-        let in_build = j["steps"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["name"].as_str().unwrap_or("").starts_with("build")));
+        let in_build = j["steps"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["name"].as_str().unwrap_or("").starts_with("build"))
+        });
         if j["state"] == "running" && in_build {
             break j["replica"].as_str().unwrap().to_owned();
         }
@@ -320,7 +347,9 @@ fn a_replica_killed_mid_build_the_build_finishes_on_the_other() {
     assert_eq!(r.status, 200);
     let files = read_tar(&r.body, false);
     assert!(
-        files.iter().any(|(p, c)| p == "R1.0/out/done.txt" && c == b"built\n"),
+        files
+            .iter()
+            .any(|(p, c)| p == "R1.0/out/done.txt" && c == b"built\n"),
         "{files:?}"
     );
     let log = get(survivor, &format!("/v1/jobs/{id}/log")).text();
@@ -354,7 +383,10 @@ fn a_replica_killed_mid_upload_leaves_nothing_visible() {
     drop(c);
     assert_error_answer(&get(&b, "/v1/components/crash/1.0/rocky9"), 404);
     assert_eq!(get(&b, "/v1/components").json()["components"], json!([]));
-    assert!(shared.blobs().list().unwrap().is_empty(), "a blob reached the bucket");
+    assert!(
+        shared.blobs().list().unwrap().is_empty(),
+        "a blob reached the bucket"
+    );
     // the tag is free: the upload goes through the other replica
     let r = upload(&b, "crash/1.0/rocky9", body);
     assert_eq!(r.status, 201, "{}", r.text());
@@ -364,7 +396,7 @@ fn a_replica_killed_mid_upload_leaves_nothing_visible() {
 fn a_blob_lost_behind_the_service_is_a_503_and_verify_reports_it() {
     let shared = Shared::new();
     let a = shared.replica("");
-    let b = shared.replica("[storage]\nredirect = true\n");
+    let b = shared.redirecting_replica();
     let r = upload(&a, "lost/R1/rocky9", tar_gz("R1", &[("f", b"soon gone")]));
     assert_eq!(r.status, 201);
     let h = r.json()["component"]["blake3"].as_str().unwrap().to_owned();
@@ -401,7 +433,11 @@ fn gc_on_one_replica_while_the_other_serves_reads_and_writes() {
     let b = Arc::new(shared.replica(extra));
     let mut hashes = Vec::new();
     for i in 0..10 {
-        let r = upload(&a, &format!("gc{i}/R1/rocky9"), tar_gz("R1", &[("i", format!("{i}").as_bytes())]));
+        let r = upload(
+            &a,
+            &format!("gc{i}/R1/rocky9"),
+            tar_gz("R1", &[("i", format!("{i}").as_bytes())]),
+        );
         assert_eq!(r.status, 201);
         hashes.push(r.json()["component"]["blake3"].as_str().unwrap().to_owned());
     }
@@ -426,7 +462,11 @@ fn gc_on_one_replica_while_the_other_serves_reads_and_writes() {
                 if r.status != 200 {
                     bad.push(format!("read gc{i}: {}", r.status));
                 }
-                let r = upload(&b, &format!("new{n}/R1/rocky9"), tar_gz("R1", &[("n", format!("new {n}").as_bytes())]));
+                let r = upload(
+                    &b,
+                    &format!("new{n}/R1/rocky9"),
+                    tar_gz("R1", &[("n", format!("new {n}").as_bytes())]),
+                );
                 if r.status != 201 {
                     bad.push(format!("write new{n}: {} {}", r.status, r.text()));
                 }
@@ -458,11 +498,18 @@ fn gc_on_one_replica_while_the_other_serves_reads_and_writes() {
     // everything written during the pass is still there, on both replicas
     for i in 0..n {
         for s in [&a, b.as_ref()] {
-            assert_eq!(get(s, &format!("/v1/components/new{i}/R1/rocky9")).status, 200, "new{i}");
+            assert_eq!(
+                get(s, &format!("/v1/components/new{i}/R1/rocky9")).status,
+                200,
+                "new{i}"
+            );
         }
     }
     for i in 5..10 {
-        assert_eq!(get(&a, &format!("/v1/components/gc{i}/R1/rocky9")).status, 200);
+        assert_eq!(
+            get(&a, &format!("/v1/components/gc{i}/R1/rocky9")).status,
+            200
+        );
     }
 }
 
@@ -472,7 +519,11 @@ fn a_single_host_store_is_migrated_then_reindexed_from_the_bucket() {
     let single = Server::start();
     let mut stored = Vec::new();
     for i in 0..5 {
-        let r = upload(&single, &format!("m{i}/R1/rocky9"), tar_gz("R1", &[("i", format!("{i}").as_bytes())]));
+        let r = upload(
+            &single,
+            &format!("m{i}/R1/rocky9"),
+            tar_gz("R1", &[("i", format!("{i}").as_bytes())]),
+        );
         assert_eq!(r.status, 201);
         stored.push(r.json()["component"]["blake3"].as_str().unwrap().to_owned());
     }
@@ -574,8 +625,14 @@ fn the_replicated_deploy_manifest_runs_on_real_s3_and_postgres() {
     let mut s3 = s3;
     s3.insert("endpoint".into(), shared.s3.endpoint.clone().into());
     s3.insert("bucket".into(), shared.s3.bucket.clone().into());
-    cfg["storage"].as_table_mut().unwrap().insert("s3".into(), s3.into());
-    cfg["index"].as_table_mut().unwrap().insert("url".into(), shared.db.clone().into());
+    cfg["storage"]
+        .as_table_mut()
+        .unwrap()
+        .insert("s3".into(), s3.into());
+    cfg["index"]
+        .as_table_mut()
+        .unwrap()
+        .insert("url".into(), shared.db.clone().into());
     cfg.remove("listen");
     cfg.remove("data_dir");
     let dir = tempfile::tempdir().unwrap();

@@ -116,7 +116,9 @@ impl Remote {
                 .get("location")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|l| resp.url().join(l).ok())
-                .ok_or_else(|| ClientError::Other(format!("{url}: a redirect without a usable Location")))?;
+                .ok_or_else(|| {
+                    ClientError::Other(format!("{url}: a redirect without a usable Location"))
+                })?;
             resp = self
                 .http
                 .get(next.clone())

@@ -62,8 +62,10 @@ impl Builder {
         ctx.log.line(&format!("commit {}", checkout.commit));
 
         ctx.step(&format!("recipe {label}"));
-        let recipe = Recipe::from_dir(&src).map_err(|e| fail(e.to_string()))?;
-        let plan = recipe.plan(arch).map_err(|e| fail(e.to_string()))?;
+        // errors name files in the tree, not where the tree is
+        let hide = |m: String| m.replace(&format!("{}/", src.display()), "");
+        let recipe = Recipe::from_dir(&src).map_err(|e| fail(hide(e.to_string())))?;
+        let plan = recipe.plan(arch).map_err(|e| fail(hide(e.to_string())))?;
         ctx.log.line(&format!("build command: {}", plan.command));
         Ok(Checked {
             work,

@@ -51,6 +51,7 @@ are read from their repositories at the tag.",
         (status = 409, description = "Two tags of one component, a cycle, or a lock that no longer matches", body = api::ErrorBody),
         (status = 415, description = "Not `Content-Type: application/json`", body = api::ErrorBody),
         (status = 422, description = "A missing component's recipe could not be read from its repository", body = api::ErrorBody),
+        (status = 503, description = "Too many resolves are reading repositories: retry after `Retry-After` seconds", body = api::ErrorBody),
     ),
 )]
 pub async fn resolve(

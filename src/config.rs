@@ -189,6 +189,11 @@ pub struct BuildConfig {
     pub podman_build: Vec<String>,
     /// Fetching sources: mirror rewrites, the clone cache, submodules.
     pub git: GitConfig,
+    /// Reuse the output of a build of the same commit under another tag
+    /// (the inputs key then leaves the tag out). Off by default: a build
+    /// sees its tag (`ADBS_TAG`, the tags in `.git`) and may write it into
+    /// its output, which would then carry the first tag's name.
+    pub reuse_across_tags: bool,
     /// Extra host directories the bwrap sandbox mounts read-only (toolchains
     /// outside /usr, e.g. `/opt/rh`). The data directory, the service's home
     /// and its config directory stay hidden even inside these.
@@ -214,6 +219,7 @@ impl Default for BuildConfig {
                 .to_vec(),
             sandbox_binds: Vec::new(),
             git: GitConfig::default(),
+            reuse_across_tags: false,
         }
     }
 }

@@ -480,3 +480,79 @@ fn inputs_keys_name_the_repository_component_and_tag() {
     assert_ne!(rc["component"]["inputs"], rec["inputs"]);
     assert_eq!(who_txt("who", "R1.0-rc1"), "comp=who tag=R1.0-rc1");
 }
+
+#[test]
+fn lock_names_are_checked_and_the_arch_is_matched_in_any_case() {
+    let s = Server::start();
+    let (st, v) = json_of(
+        client()
+            .put(s.url("/v1/components/base/R1.0/rocky9"))
+            .header("Authorization", bearer(WRITE_KEY))
+            .body(tar_gz("R1.0", &[("lib/x.txt", b"x\n")]))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 201, "{v}");
+    let hash = v["component"]["blake3"].as_str().unwrap().to_owned();
+    let base =
+        json!({"component": "base", "tag": "R1.0", "blake3": hash, "size": 1, "dependencies": []});
+    let lock = |arch: &str, roots: Value, comps: Value| json!({"lock": {"lockVersion": 1, "arch": arch, "roots": roots, "components": comps}});
+    let root = json!([{"component": "base", "tag": "R1.0"}]);
+    for (body, needle) in [
+        (
+            lock(
+                "rocky9",
+                json!([{"component": "evil", "tag": "../../x"}]),
+                json!([base.clone()]),
+            ),
+            "lock.roots[0].tag",
+        ),
+        (
+            lock("rocky9", root.clone(), json!([base.clone(), base.clone()])),
+            "lock.components[1]: base is listed twice",
+        ),
+        (
+            lock(
+                "rocky9",
+                root.clone(),
+                json!([{"component": "../x", "tag": "R1.0", "blake3": hash, "size": 1}]),
+            ),
+            "lock.components[0].component",
+        ),
+        (
+            lock(
+                "rocky9",
+                json!([{"component": "other", "tag": "R1.0"}]),
+                json!([base.clone()]),
+            ),
+            "lock.roots[0]: other R1.0 is not among the lock's components",
+        ),
+        (
+            lock(
+                "rocky9",
+                root.clone(),
+                json!([{"component": "base", "tag": "R1.0", "blake3": "x", "size": 1}]),
+            ),
+            "lock.components[0].blake3",
+        ),
+        (
+            lock("../x", root.clone(), json!([base.clone()])),
+            "architecture",
+        ),
+    ] {
+        let (st, v) = resolve(&s, body, "");
+        assert_error(st, &v, 400, needle);
+    }
+    for arch in ["ROCKY9", "Rocky9", "rocky9"] {
+        let (st, v) = resolve(&s, lock(arch, root.clone(), json!([base.clone()])), "");
+        assert_eq!(st, 200, "{arch}: {v}");
+        assert_eq!(v["status"], "complete");
+        assert_eq!(v["arch"], "rocky9");
+    }
+    let (st, v) = resolve(
+        &s,
+        json!({"arch": "ROCKY9", "lock": {"lockVersion": 1, "arch": "rocky9", "roots": root, "components": [base.clone()]}}),
+        "",
+    );
+    assert_eq!(st, 200, "{v}");
+}

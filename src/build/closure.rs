@@ -284,6 +284,7 @@ impl Builder {
         roots: Vec<Requirement>,
         pinned: &[(Requirement, String)],
     ) -> Result<Resolution, ResolveError> {
+        check_lock(arch, &roots, pinned)?;
         let mut entries = Vec::new();
         let mut wrong = Vec::new();
         for (r, blake3) in pinned {
@@ -438,6 +439,49 @@ impl Builder {
     }
 }
 
+/// A lock document's names and shape, before anything is looked up: every
+/// name valid (the field named when not), each component once, every root
+/// among the components at the same tag.
+fn check_lock(
+    arch: &str,
+    roots: &[Requirement],
+    pinned: &[(Requirement, String)],
+) -> Result<(), ResolveError> {
+    use crate::model::validate_name;
+    let bad =
+        |field: String, e: crate::model::NameError| ResolveError::Invalid(format!("{field}: {e}"));
+    validate_name("architecture", arch).map_err(|e| bad("lock.arch".into(), e))?;
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (i, (r, blake3)) in pinned.iter().enumerate() {
+        validate_name("component", &r.component)
+            .map_err(|e| bad(format!("lock.components[{i}].component"), e))?;
+        validate_name("tag", &r.tag).map_err(|e| bad(format!("lock.components[{i}].tag"), e))?;
+        if blake3.len() != 64 || !blake3.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ResolveError::Invalid(format!(
+                "lock.components[{i}].blake3: expected 64 hex characters"
+            )));
+        }
+        if let Some(prev) = seen.insert(&r.component, &r.tag) {
+            return Err(ResolveError::Invalid(format!(
+                "lock.components[{i}]: {} is listed twice ({prev} and {}); a closure holds one tag of each component",
+                r.component, r.tag
+            )));
+        }
+    }
+    for (i, r) in roots.iter().enumerate() {
+        validate_name("component", &r.component)
+            .map_err(|e| bad(format!("lock.roots[{i}].component"), e))?;
+        validate_name("tag", &r.tag).map_err(|e| bad(format!("lock.roots[{i}].tag"), e))?;
+        if seen.get(r.component.as_str()) != Some(&r.tag.as_str()) {
+            return Err(ResolveError::Invalid(format!(
+                "lock.roots[{i}]: {} {} is not among the lock's components",
+                r.component, r.tag
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A stored record's direct dependencies: its recipe's when recorded, else
 /// its closure (uploads have none; older builds recorded only the closure,
 /// which as edges gives the same closure and a valid order).
@@ -549,5 +593,24 @@ mod tests {
             assert!(waiter.join().unwrap().is_ok());
         });
         assert_eq!(*cache.gate.state.lock().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn locks_are_checked_field_by_field() {
+        let r = |c: &str, t: &str| Requirement {
+            component: c.into(),
+            tag: t.into(),
+        };
+        let h = "a".repeat(64);
+        let ok = [(r("base", "R1"), h.clone())];
+        assert!(check_lock("rocky9", &[r("base", "R1")], &ok).is_ok());
+        let err = |arch: &str, roots: &[Requirement], pinned: &[(Requirement, String)]| {
+            check_lock(arch, roots, pinned).unwrap_err().to_string()
+        };
+        assert!(err("rocky9", &[r("evil", "../../x")], &ok).starts_with("lock.roots[0].tag"));
+        assert!(err("rocky9", &[r("base", "R2")], &ok).contains("not among"));
+        let twice = [(r("base", "R1"), h.clone()), (r("base", "R2"), h.clone())];
+        assert!(err("rocky9", &[], &twice).contains("listed twice"));
+        assert!(err("../x", &[], &ok).starts_with("lock.arch"));
     }
 }

@@ -81,6 +81,7 @@ pub async fn resolve(
             .or(body.lock.as_ref().map(|l| l.arch.as_str())),
     );
     crate::model::validate_name("architecture", &arch)?;
+    let arch = arch.to_ascii_lowercase();
     let builder = state.builder.clone();
     let res = if let Some(lock) = body.lock {
         if lock.lock_version != api::LOCK_VERSION {
@@ -90,6 +91,8 @@ pub async fn resolve(
                 api::LOCK_VERSION
             )));
         }
+        crate::model::validate_name("architecture", &lock.arch)
+            .map_err(|e| ApiError::bad_request(format!("lock.arch: {e}")))?;
         if lock.arch.to_ascii_lowercase() != arch {
             return Err(ApiError::bad_request(format!(
                 "the lock is for {}, not {arch}",

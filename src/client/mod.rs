@@ -67,7 +67,19 @@ impl Remote {
         format!("{}{path}", self.server)
     }
 
-    fn req(&self, rb: RequestBuilder) -> RequestBuilder {
+    /// Whether `url` is on the configured server's origin (scheme, host and
+    /// port): only there do the key and the user name go.
+    fn same_origin(&self, url: &str) -> bool {
+        match (reqwest::Url::parse(&self.server), reqwest::Url::parse(url)) {
+            (Ok(a), Ok(b)) => a.origin() == b.origin(),
+            _ => false,
+        }
+    }
+
+    fn req(&self, rb: RequestBuilder, url: &str) -> RequestBuilder {
+        if !self.same_origin(url) {
+            return rb;
+        }
         let rb = match std::env::var("USER") {
             Ok(u) => rb.header("X-adbs-linux-user", u),
             Err(_) => rb,
@@ -79,10 +91,13 @@ impl Remote {
     }
 
     fn send(&self, rb: RequestBuilder, url: &str) -> Result<Response> {
-        let resp = self.req(rb).send().map_err(|err| ClientError::Connect {
-            url: url.to_owned(),
-            err,
-        })?;
+        let resp = self
+            .req(rb, url)
+            .send()
+            .map_err(|err| ClientError::Connect {
+                url: url.to_owned(),
+                err,
+            })?;
         Ok(resp)
     }
 
@@ -191,6 +206,13 @@ pub fn get(
     out: Option<&Path>,
     extract: Option<&Path>,
 ) -> Result<PathBuf> {
+    for (kind, v) in [
+        ("component", component),
+        ("tag", tag),
+        ("architecture", arch),
+    ] {
+        crate::model::validate_name(kind, v).map_err(|e| ClientError::Other(e.to_string()))?;
+    }
     let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}"));
     let (mut resp, etag) = r.download(&url)?;
     let expected =
@@ -232,7 +254,7 @@ pub fn get(
     tmp.as_file().sync_all()?;
     tmp.persist(&dest).map_err(|e| e.error)?;
     if let Some(x) = extract {
-        let res = extract_into(&dest, x);
+        let res = extract_into(&dest, x, tag);
         if res.is_err() && out.is_none() {
             let _ = std::fs::remove_file(&dest);
         }
@@ -245,32 +267,33 @@ pub fn get(
     Ok(dest)
 }
 
-/// Unpacks `tarball` into `x` all or nothing: into a temp directory inside
-/// `x` first, whose top-level entries then replace those of the same name.
-/// A refused or broken tarball leaves `x` as it was.
-fn extract_into(tarball: &Path, x: &Path) -> Result<()> {
+/// Unpacks the `<tag>/` directory of `tarball` into `x` all or nothing:
+/// into a temp directory inside `x` first, whose `<tag>/` then replaces
+/// `x/<tag>` (whatever else the tarball holds is dropped: it cannot
+/// replace other files of `x`). A refused or broken tarball leaves `x` as
+/// it was.
+fn extract_into(tarball: &Path, x: &Path, tag: &str) -> Result<()> {
     std::fs::create_dir_all(x)?;
     let stage = tempfile::Builder::new().prefix(".extract-").tempdir_in(x)?;
     let tar =
         unpack::open_tar(File::open(tarball)?).map_err(|e| ClientError::Other(e.to_string()))?;
     unpack::unpack_safe(tar, stage.path(), unpack::Limits::NONE)
         .map_err(|e| ClientError::Other(e.to_string()))?;
-    replace_with(stage.path(), x)
-}
-
-/// Moves the top-level entries of `stage` into `x`, each replacing the
-/// entry of the same name.
-fn replace_with(stage: &Path, x: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(stage)? {
-        let entry = entry?;
-        let dest = x.join(entry.file_name());
-        match std::fs::symlink_metadata(&dest) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest)?,
-            Ok(_) => std::fs::remove_file(&dest)?,
-            Err(_) => {}
+    match crate::store::beneath::lstat_direct(stage.path(), Path::new(tag)) {
+        Ok(Some(m)) if m.is_dir() => {}
+        _ => {
+            return Err(ClientError::Other(format!(
+                "the tarball holds no {tag}/ directory; nothing extracted"
+            )))
         }
-        std::fs::rename(entry.path(), &dest)?;
     }
+    let dest = x.join(tag);
+    match std::fs::symlink_metadata(&dest) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest)?,
+        Ok(_) => std::fs::remove_file(&dest)?,
+        Err(_) => {}
+    }
+    std::fs::rename(stage.path().join(tag), &dest)?;
     Ok(())
 }
 

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (a busy service).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -28,7 +30,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    /// The same, answered with `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -111,6 +119,9 @@ impl ResponseError for ApiError {
         let mut b = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             b.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            b.insert_header(("Retry-After", secs.to_string()));
         }
         b.json(ErrorBody::new(self.code, self.message.clone()))
     }
@@ -206,6 +217,9 @@ impl From<crate::build::closure::ResolveError> for ApiError {
             R::Cycle(_) => ApiError::new(StatusCode::CONFLICT, "dependency_cycle", msg),
             R::LockMismatch(_) => ApiError::new(StatusCode::CONFLICT, "lock_mismatch", msg),
             R::Invalid(_) => ApiError::bad_request(msg),
+            R::Busy(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg).retry_after(5)
+            }
             R::Source(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unresolvable", msg),
             R::Internal(_) => ApiError::internal(msg),
         }

@@ -5,6 +5,8 @@
 
 pub mod http;
 pub mod pg;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod tars;
 
 #[allow(unused_imports)]

@@ -30,7 +30,28 @@ impl PgIndex {
                 if created.rows_affected() == 1 {
                     return Ok(PutOutcome::Created);
                 }
-                // an entry exists: compare (and replace it, under its row lock)
+                if !overwrite {
+                    // an entry exists: what it is, as of now
+                    let old: Option<Vec<u8>> = sqlx::query_scalar(
+                        "SELECT doc FROM components \
+                         WHERE component = $1 AND tag = $2 AND arch = $3",
+                    )
+                    .bind(&b[0])
+                    .bind(&b[1])
+                    .bind(&b[2])
+                    .fetch_optional(&pool)
+                    .await?;
+                    let Some(old) = old else {
+                        continue; // removed in between: try again
+                    };
+                    let existing: Record = decode(&label, &old)?;
+                    return Ok(if existing.blake3 == blake3 {
+                        PutOutcome::Unchanged(existing)
+                    } else {
+                        PutOutcome::Conflict(existing)
+                    });
+                }
+                // an entry exists: compare and replace it, under its row lock
                 let mut tx = pool.begin().await?;
                 let old: Option<Vec<u8>> = sqlx::query_scalar(
                     "SELECT doc FROM components \
@@ -50,10 +71,6 @@ impl PgIndex {
                 if existing.blake3 == blake3 {
                     tx.rollback().await?;
                     return Ok(PutOutcome::Unchanged(existing));
-                }
-                if !overwrite {
-                    tx.rollback().await?;
-                    return Ok(PutOutcome::Conflict(existing));
                 }
                 sqlx::query(
                     "UPDATE components SET blake3 = $4, doc = $5 \

@@ -98,6 +98,7 @@ conformance!(
     pinned_jobs_go_to_their_replica,
     job_leases_expire_and_renew,
     replace_job_only_while_held,
+    take_up_only_an_expired_job,
     named_leases,
 );
 
@@ -313,6 +314,16 @@ fn list_orders_bytewise_and_pages(ix: &dyn Index) {
         .list("a", Some(&want[want.len() - 1]), 10)
         .unwrap()
         .is_empty());
+    // at most `limit`, even none
+    assert!(ix.list("", None, 0).unwrap().is_empty());
+    // `after` before the prefix: the prefix's records from its first
+    let b_all: Vec<_> = all
+        .iter()
+        .filter(|r| r.component.starts_with('b'))
+        .map(Record::key)
+        .collect();
+    assert!(!b_all.is_empty());
+    assert_eq!(keys(&ix.list("b", Some(&want[0]), 1000).unwrap()), b_all);
 }
 
 fn list_prefix_is_literal(ix: &dyn Index) {
@@ -826,6 +837,55 @@ fn replace_job_only_while_held(ix: &dyn Index) {
         "no such job"
     );
     assert!(ix.job("0009").unwrap().is_none());
+}
+
+fn take_up_only_an_expired_job(ix: &dyn Index) {
+    ix.enqueue_job(&job("0001", None)).unwrap();
+    let mut j = ix
+        .claim_job("r1", Duration::from_millis(300))
+        .unwrap()
+        .unwrap();
+    let requeued = |j: &Job| {
+        let mut q = j.clone();
+        q.state = JobState::Queued;
+        q.replica = None;
+        q
+    };
+    assert!(
+        !ix.take_up_job(&requeued(&j), "r1").unwrap(),
+        "its lease has not expired"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    if !ix.shared() {
+        // one process: nothing expires while it runs
+        assert!(!ix.take_up_job(&requeued(&j), "r1").unwrap());
+        return;
+    }
+    // r1 renewed between the keeper's look and its take-up: r1 keeps it
+    let seen = ix.expired_jobs().unwrap();
+    assert_eq!(seen.len(), 1);
+    ix.renew_leases("r1", Duration::from_secs(30)).unwrap();
+    assert!(!ix.take_up_job(&requeued(&seen[0]), "r1").unwrap());
+    assert_eq!(ix.job("0001").unwrap().unwrap().state, JobState::Running);
+    // it stops renewing: taken up once, by one keeper
+    j.steps.clear();
+    assert!(ix.replace_job(&j, Some("r1")).unwrap());
+    ix.renew_leases("r1", Duration::from_millis(1)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !ix.take_up_job(&requeued(&j), "r2").unwrap(),
+        "r2 never held it"
+    );
+    assert!(ix.take_up_job(&requeued(&j), "r1").unwrap());
+    assert!(
+        !ix.take_up_job(&requeued(&j), "r1").unwrap(),
+        "taken up already"
+    );
+    let k = ix
+        .claim_job("r2", Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    assert_eq!((k.id.as_str(), k.attempts), ("0001", 2));
 }
 
 fn named_leases(ix: &dyn Index) {

@@ -204,6 +204,10 @@ pub trait Index: Send + Sync + 'static {
     /// (else false: it was reaped, or another replica claimed it). A job
     /// written with `replica` None (requeued) can be claimed again.
     fn replace_job(&self, job: &Job, holder: Option<&str>) -> Result<bool>;
+    /// Replaces a job whose replica stopped: only while the stored job is
+    /// running, held by `holder`, and its lease has expired (a replica that
+    /// renewed meanwhile keeps its job). False otherwise.
+    fn take_up_job(&self, job: &Job, holder: &str) -> Result<bool>;
 
     // --- leases (one replica at a time: GC, verify) ---
     /// Takes or renews the lease `name` for `holder` until now + `ttl`;

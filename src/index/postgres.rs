@@ -550,6 +550,10 @@ impl Index for PgIndex {
         self.replace(job, holder)
     }
 
+    fn take_up_job(&self, job: &Job, holder: &str) -> Result<bool> {
+        self.take_up(job, holder)
+    }
+
     fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         self.take_lease(name, holder, ttl)
     }

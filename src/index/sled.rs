@@ -177,11 +177,15 @@ impl Index for SledIndex {
         after: Option<&ComponentKey>,
         limit: usize,
     ) -> Result<Vec<Record>> {
-        let start = match after {
-            Some(a) => Bound::Excluded(key_bytes(a)),
-            None => Bound::Included(prefix.as_bytes().to_vec()),
+        // from the later of `after` and the prefix's first key
+        let start = match after.map(key_bytes) {
+            Some(a) if a.as_slice() >= prefix.as_bytes() => Bound::Excluded(a),
+            _ => Bound::Included(prefix.as_bytes().to_vec()),
         };
         let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
         for kv in self.components.range((start, Bound::Unbounded)) {
             let (k, v) = kv?;
             if !k.starts_with(prefix.as_bytes()) {
@@ -366,6 +370,11 @@ impl Index for SledIndex {
 
     fn put_job(&self, job: &Job, durable: bool) -> Result<()> {
         self.jobs.insert(job.id.as_bytes(), encode(&job.id, job)?)?;
+        if job.state == JobState::Queued {
+            self.queue.insert(job.id.as_bytes(), &[])?;
+        } else {
+            self.queue.remove(job.id.as_bytes())?;
+        }
         if durable {
             self.jobs.flush()?;
         }
@@ -475,6 +484,11 @@ impl Index for SledIndex {
             self.jobs.flush()?;
         }
         Ok(true)
+    }
+
+    /// Jobs never expire here (one process; see `expired_jobs`).
+    fn take_up_job(&self, _job: &Job, _holder: &str) -> Result<bool> {
+        Ok(false)
     }
 
     fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
@@ -631,6 +645,9 @@ impl Index for SledIndex {
                 }
                 Entry::Job(j) => {
                     self.jobs.insert(j.id.as_bytes(), encode(&j.id, j)?)?;
+                    if j.state == JobState::Queued {
+                        self.queue.insert(j.id.as_bytes(), &[])?;
+                    }
                 }
             }
         }

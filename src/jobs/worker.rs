@@ -1,7 +1,8 @@
 //! The workers: claim a queued job from the index, run it, store the end;
-//! and, with a shared index, the lease keeper: renews the leases of the
-//! jobs running here, archives their logs for other replicas, and takes up
-//! jobs whose replica died (started again once, else interrupted).
+//! and, with a shared index, the lease renewal (its own loop, so nothing
+//! slow delays it) and the job keeper: archives the logs of the jobs
+//! running here for other replicas, and takes up jobs whose replica died
+//! (started again once, else interrupted).
 
 use std::time::Duration;
 
@@ -35,15 +36,36 @@ pub(super) fn start(jobs: &Jobs) {
         });
     }
     if shared {
-        let jobs = jobs.clone();
+        // Renewals have a loop of their own: nothing slow (the object
+        // store, a long list of expired jobs) may delay them.
+        let every = (jobs.shared.cfg.lease / 3).max(Duration::from_millis(200));
+        let j = jobs.clone();
         tokio::spawn(async move {
-            let every = (jobs.shared.cfg.lease / 3).max(Duration::from_millis(200));
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let j = jobs.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || j.keep_leases()).await {
-                    tracing::error!("lease keeper panicked: {e}");
+                let j = j.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    j.shared
+                        .index
+                        .renew_leases(&j.shared.cfg.replica, j.shared.cfg.lease)
+                })
+                .await;
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!("cannot renew job leases: {e}"),
+                    Err(e) => tracing::error!("lease renewal panicked: {e}"),
+                }
+            }
+        });
+        let j = jobs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let j = j.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || j.look_after()).await {
+                    tracing::error!("job keeper panicked: {e}");
                 }
             }
         });
@@ -199,13 +221,10 @@ impl Jobs {
         }
     }
 
-    /// One round of the lease keeper (blocking).
-    fn keep_leases(&self) {
+    /// One round of the job keeper (blocking): archives the logs of the
+    /// jobs running here, takes up jobs whose replica stopped.
+    fn look_after(&self) {
         let index = &self.shared.index;
-        let me = &self.shared.cfg.replica;
-        if let Err(e) = index.renew_leases(me, self.shared.cfg.lease) {
-            tracing::error!("cannot renew job leases: {e}");
-        }
         let running: Vec<String> = self
             .shared
             .running
@@ -256,7 +275,8 @@ impl Jobs {
             );
             tracing::warn!(job = %job.id, replica = who, "job's replica stopped; interrupted");
         }
-        match self.shared.index.replace_job(&job, dead.as_deref()) {
+        let Some(dead) = dead else { return };
+        match self.shared.index.take_up_job(&job, &dead) {
             Ok(true) if again => self.shared.wake.notify_one(),
             Ok(_) => {}
             Err(e) => tracing::error!(job = %job.id, "cannot take up the job: {e}"),

@@ -77,6 +77,10 @@ impl BlobStore for LocalBlobs {
         len: Option<u64>,
     ) -> io::Result<Box<dyn Read + Send>> {
         let mut f = File::open(self.path(hash))?;
+        if start >= f.metadata()?.len() {
+            // past the end: nothing (a seek there may not even be possible)
+            return Ok(Box::new(io::empty()));
+        }
         if start > 0 {
             f.seek(SeekFrom::Start(start))?;
         }

@@ -306,6 +306,30 @@ impl PgIndex {
         })
     }
 
+    pub(super) fn take_up(&self, job: &Job, holder: &str) -> Result<bool> {
+        let row = JobRow::new(job)?;
+        let holder = holder.to_owned();
+        let pool = self.pool.clone();
+        self.run(format_args!("taking up job {}", job.id), async move {
+            let r = sqlx::query(
+                "UPDATE jobs SET state = $2, replica = $3, pinned = $4, flight = $5, \
+                 attempts = $6, doc = $7, lease_until = NULL \
+                 WHERE id = $1 AND replica = $8 AND state = 'running' AND lease_until < now()",
+            )
+            .bind(&row.id)
+            .bind(row.state)
+            .bind(&row.replica)
+            .bind(&row.pinned)
+            .bind(&row.flight)
+            .bind(row.attempts)
+            .bind(&row.doc)
+            .bind(&holder)
+            .execute(&pool)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
     pub(super) fn take_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         let what = format!("taking the lease {name}");
         if name.contains('\0') || holder.contains('\0') {

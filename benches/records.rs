@@ -101,7 +101,7 @@ fn lookups(base: &str, n: usize) -> (Duration, Duration, Duration) {
         x ^= x << 17;
         key((x % n as u64) as usize)
     };
-    let mut get = |k: ComponentKey| {
+    let get = |k: ComponentKey| {
         let url = format!(
             "{base}/v1/components/{}/{}/{}/info",
             k.component, k.tag, k.arch

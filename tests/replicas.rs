@@ -224,8 +224,13 @@ fn twenty_concurrent_puts_of_different_content_to_one_tag_one_wins() {
 }
 
 fn build_config(repos: &Repos, names: &[&str]) -> String {
+    build_config_with(repos, names, "")
+}
+
+/// As [`build_config`], with more `[build]` keys.
+fn build_config_with(repos: &Repos, names: &[&str], keys: &str) -> String {
     format!(
-        "[build]\nallow_local_urls = true\nsandbox = \"bwrap\"\n{}",
+        "[build]\nallow_local_urls = true\nsandbox = \"bwrap\"\n{keys}\n{}",
         repos.catalog(names)
     )
 }
@@ -354,6 +359,74 @@ fn a_replica_killed_mid_build_the_build_finishes_on_the_other() {
     );
     let log = get(survivor, &format!("/v1/jobs/{id}/log")).text();
     assert!(log.contains("started again (attempt 2)"), "{log}");
+}
+
+#[test]
+fn a_job_pinned_to_a_replica_that_died_is_interrupted_and_frees_its_key() {
+    let mut repos = Repos::new(&[]);
+    repos.add_tree("sleepy", |d| {
+        std::fs::write(
+            d.join("config.yaml"),
+            "build: \"sleep 5 && mkdir -p out && echo built > out/done.txt\"\nartifacts: [out]\n",
+        )
+        .unwrap();
+    });
+    repos.serve();
+    let shared = Shared::new();
+    let extra = build_config(&repos, &["sleepy"]);
+    // a has one worker, busy with a build: an image build waits behind it
+    let mut a = shared.replica(&build_config_with(&repos, &["sleepy"], "workers = 1"));
+    let (st, v) = post_build(&a, "sleepy");
+    assert_eq!(st, 202, "{v}");
+    let build = v["job"].as_str().unwrap().to_owned();
+    assert!(
+        wait_for(60, || job(&a, &build)["state"] == "running"),
+        "the build never ran"
+    );
+    let b = shared.replica(&extra);
+    let image = || {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text("component", "pinned")
+            .text("branch", "main")
+            .text("arch", "rocky9")
+            .part(
+                "dockerfile",
+                reqwest::blocking::multipart::Part::bytes(b"FROM scratch\nLABEL x=1\n".to_vec())
+                    .file_name("Dockerfile"),
+            );
+        form
+    };
+    let r = send(
+        client()
+            .post(a.url("/v1/images"))
+            .header("Authorization", bearer(WRITE_KEY))
+            .multipart(image()),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let pinned = r.json()["job"].as_str().unwrap().to_owned();
+    let j = job(&b, &pinned);
+    assert_eq!(j["state"], "queued", "{j}");
+    assert!(j["pinned"].is_string(), "{j}");
+    a.kill();
+    // b: the build is taken up and finishes; the image job (its context was
+    // on a's disk) ends as interrupted
+    let j = wait_final(&b, &pinned, 60);
+    assert_eq!(j["state"], "interrupted", "{j}");
+    assert!(
+        j["error"].as_str().unwrap_or("").contains("stopped"),
+        "{j}"
+    );
+    let j = wait_final(&b, &build, 120);
+    assert_eq!(j["state"], "success", "{j}");
+    // the key is free again: a new request is a new job, not the dead one
+    let r = send(
+        client()
+            .post(b.url("/v1/images"))
+            .header("Authorization", bearer(WRITE_KEY))
+            .multipart(image()),
+    );
+    assert!(r.status == 202 || r.status == 200, "{}", r.text());
+    assert_ne!(r.json()["job"].as_str(), Some(pinned.as_str()));
 }
 
 #[test]

@@ -14,6 +14,11 @@ use crate::model::{Job, JobResult, JobState};
 /// A job whose replica died is started again this many times at most.
 const MAX_ATTEMPTS: u32 = 2;
 
+/// The lease a replica renews while it lives.
+fn alive_lease(replica: &str) -> String {
+    format!("replica-alive/{replica}")
+}
+
 pub(super) fn start(jobs: &Jobs) {
     let shared = jobs.shared.index.shared();
     // With a shared index, other replicas queue work we only see by asking.
@@ -46,9 +51,12 @@ pub(super) fn start(jobs: &Jobs) {
                 tick.tick().await;
                 let j = j.clone();
                 let res = tokio::task::spawn_blocking(move || {
-                    j.shared
-                        .index
-                        .renew_leases(&j.shared.cfg.replica, j.shared.cfg.lease)
+                    let (index, me, lease) =
+                        (&j.shared.index, &j.shared.cfg.replica, j.shared.cfg.lease);
+                    // this replica is alive (for the jobs pinned to it)...
+                    index.try_lease(&alive_lease(me), me, lease)?;
+                    // ...and holds the jobs it runs
+                    index.renew_leases(me, lease)
                 })
                 .await;
                 match res {
@@ -243,6 +251,43 @@ impl Jobs {
         };
         for job in expired {
             self.take_up(job);
+        }
+        self.drop_orphans();
+    }
+
+    /// Queued jobs pinned to a replica that stopped (its inputs were on
+    /// its disk): nobody else can run them, so they end as interrupted
+    /// (which also frees their flight key).
+    fn drop_orphans(&self) {
+        let index = &self.shared.index;
+        let me = &self.shared.cfg.replica;
+        let Ok(jobs) = index.unfinished_jobs() else {
+            return;
+        };
+        for mut job in jobs {
+            let Some(owner) = job.pinned.clone() else {
+                continue;
+            };
+            if job.state != JobState::Queued || &owner == me {
+                continue;
+            }
+            // the owner renews this lease while it lives: free means gone
+            let name = alive_lease(&owner);
+            match index.try_lease(&name, me, Duration::from_secs(1)) {
+                Ok(true) => {
+                    let _ = index.release_lease(&name, me);
+                }
+                _ => continue,
+            }
+            interrupt(
+                &mut job,
+                &format!("the replica holding this job's inputs ({owner}) stopped; nothing was stored"),
+            );
+            match index.replace_job(&job, None) {
+                Ok(true) => tracing::warn!(job = %job.id, replica = %owner, "job pinned to a stopped replica: interrupted"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(job = %job.id, "cannot end the job: {e}"),
+            }
         }
     }
 

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add x86_64-unknown-linux-musl
 command -v musl-gcc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools
-cargo build --release --target x86_64-unknown-linux-musl --features vendored
+# the client needs neither S3 nor PostgreSQL
+cargo build --release --target x86_64-unknown-linux-musl --no-default-features --features vendored
 cargo build --release
 STATIC=target/x86_64-unknown-linux-musl/release/artifact-store
 file "$STATIC" | grep -q 'static' || { echo "not static: $(file "$STATIC")"; exit 1; }

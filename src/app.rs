@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::auth::{self, KeyRing};
 use crate::build::Builder;
-use crate::components::Components;
+use crate::components::{ComponentError, Components};
 use crate::config::{Config, IndexKind, StorageKind};
 use crate::http::{self, AppState};
 use crate::image::Images;
@@ -113,7 +113,13 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
     Ok(AppState::new(
         components.clone(),
         builder,
-        Images::new(index, scratch, jobs, cfg.clone()),
+        Images::new(
+            index,
+            scratch,
+            jobs,
+            cfg.clone(),
+            components.copies().clone(),
+        ),
         keys,
         cfg,
     ))
@@ -150,6 +156,34 @@ pub fn open_index(cfg: &Config) -> Result<Arc<dyn Index>, StartError> {
             "index.kind = \"postgres\", but this binary was built without PostgreSQL support (cargo feature postgres)",
         )),
     }
+}
+
+/// A blob store and an index.
+pub type Storage = (Arc<dyn BlobStore>, Arc<dyn Index>);
+
+/// A single-host store (local blobs + sled) at `data_dir`, the source of
+/// `migrate`. The service must not be running on it (sled locks it).
+pub fn open_local_store(data_dir: &std::path::Path) -> Result<Storage, StartError> {
+    if !data_dir.join("index").is_dir() {
+        return Err(StartError::Data {
+            path: data_dir.display().to_string(),
+            err: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no store here (no index/ directory)",
+            ),
+        });
+    }
+    let blobs = LocalBlobs::open(data_dir).map_err(|err| StartError::Data {
+        path: data_dir.display().to_string(),
+        err,
+    })?;
+    let index = SledIndex::open(&data_dir.join("index")).map_err(|e| {
+        crate::index::IndexError::Db(format!(
+            "{e} (is a service still running on {}? stop it first)",
+            data_dir.display()
+        ))
+    })?;
+    Ok((Arc::new(blobs), Arc::new(index)))
 }
 
 /// This process's name among replicas: host, process id and a random part
@@ -189,6 +223,7 @@ fn spawn_gc(state: &AppState) {
     }
     let c = state.components.clone();
     let builder = state.builder.clone();
+    let me = builder.jobs().replica().to_owned();
     let rules = state.cfg.retention.clone();
     let grace = std::time::Duration::from_secs(state.cfg.gc.grace_secs);
     tokio::spawn(async move {
@@ -196,10 +231,10 @@ fn spawn_gc(state: &AppState) {
         tick.tick().await; // not at start-up
         loop {
             tick.tick().await;
-            let (c, rules, b) = (c.clone(), rules.clone(), builder.clone());
+            let (c, rules, b, me) = (c.clone(), rules.clone(), builder.clone(), me.clone());
             let pass = move || {
                 b.evict_clone_cache();
-                crate::gc::collect(&c, &rules, grace)
+                crate::gc::collect(&c, &rules, grace, &me)
             };
             match tokio::task::spawn_blocking(pass).await {
                 Ok(Ok(r)) => tracing::info!(
@@ -208,6 +243,7 @@ fn spawn_gc(state: &AppState) {
                     dropped = r.retention_dropped.len(),
                     "gc pass"
                 ),
+                Ok(Err(ComponentError::Busy(why))) => tracing::info!("gc pass skipped: {why}"),
                 Ok(Err(e)) => tracing::error!("gc pass failed: {e}"),
                 Err(e) => tracing::error!("gc pass panicked: {e}"),
             }

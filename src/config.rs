@@ -335,6 +335,11 @@ pub struct BuildConfig {
     pub podman_build: Vec<String>,
     /// Fetching sources: mirror rewrites, the clone cache, submodules.
     pub git: GitConfig,
+    /// Reuse the output of a build of the same commit under another tag
+    /// (the inputs key then leaves the tag out). Off by default: a build
+    /// sees its tag (`ADBS_TAG`, the tags in `.git`) and may write it into
+    /// its output, which would then carry the first tag's name.
+    pub reuse_across_tags: bool,
     /// Extra host directories the bwrap sandbox mounts read-only (toolchains
     /// outside /usr, e.g. `/opt/rh`). The data directory, the service's home
     /// and its config directory stay hidden even inside these.
@@ -360,6 +365,7 @@ impl Default for BuildConfig {
                 .to_vec(),
             sandbox_binds: Vec::new(),
             git: GitConfig::default(),
+            reuse_across_tags: false,
         }
     }
 }
@@ -379,6 +385,26 @@ pub struct GitConfig {
     pub cache_max_bytes: u64,
     /// How deep submodules of submodules are followed.
     pub submodule_depth: u32,
+    /// Most submodules one checkout may hold, at every depth together.
+    pub max_submodules: usize,
+    /// Hosts a submodule may be fetched from besides its parent's host and
+    /// port (and URLs a rewrite sends to a mirror): `host` (any port),
+    /// `host:port`, `*.example.org`, or `*` (any host on a public address;
+    /// loopback, private and link-local addresses only when named).
+    pub allowed_hosts: Vec<String>,
+    /// Seconds to wait for a git server to accept a connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds a git server may stay silent during a fetch.
+    pub timeout_secs: u64,
+    /// Longest one fetch may take, start to end.
+    pub fetch_max_secs: u64,
+    /// Longest a fetch or checkout waits for another's lock on a mirror.
+    pub lock_wait_secs: u64,
+    /// Resolving reads missing components' recipes from their repositories:
+    /// this many at once; the rest wait.
+    pub max_concurrent_fetches: usize,
+    /// Resolves waiting for one of those slots; past it, 503 and `Retry-After`.
+    pub max_waiting_fetches: usize,
 }
 
 impl Default for GitConfig {
@@ -388,6 +414,14 @@ impl Default for GitConfig {
             cache: true,
             cache_max_bytes: 20 << 30,
             submodule_depth: 4,
+            max_submodules: 64,
+            allowed_hosts: Vec::new(),
+            connect_timeout_secs: 30,
+            timeout_secs: 120,
+            fetch_max_secs: 3600,
+            lock_wait_secs: 900,
+            max_concurrent_fetches: 4,
+            max_waiting_fetches: 32,
         }
     }
 }
@@ -526,6 +560,11 @@ impl Config {
             }
         }
         check_sandbox("build.sandbox", &self.build.sandbox)?;
+        if self.build.git.max_concurrent_fetches == 0 {
+            return Err(ConfigError::Check(
+                "build.git.max_concurrent_fetches must be at least 1".into(),
+            ));
+        }
         if !(1..=19).contains(&self.zstd_level) {
             return Err(ConfigError::Check("zstd_level must be 1..=19".into()));
         }

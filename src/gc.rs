@@ -4,9 +4,13 @@
 //!
 //! Deleting a component only drops its index entry; a GC pass then removes
 //! blobs that no entry refers to, once older than the grace period. A blob
-//! an upload or build is writing lives in `tmp/` until it is renamed into
-//! place, and a blob that is reused gets its mtime refreshed, so a young
+//! an upload or build is writing lives in `tmp/` (or an unfinished
+//! multipart upload) until it is stored, and a blob that is reused is
+//! noted in the index (and its mtime refreshed on disk), so a young
 //! unreferenced blob (one about to be indexed) is never removed.
+//!
+//! With replicas, one pass runs at a time: the pass holds the lease `gc`
+//! in the index (renewed as it goes); others keep serving reads and writes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -41,6 +45,48 @@ pub struct VerifyReport {
     pub corrupt: Vec<String>,
     /// Index entries whose blob is missing (or was quarantined).
     pub missing: Vec<String>,
+    /// Record copies beside the blobs written or removed (object storage).
+    #[serde(flatten)]
+    pub copies: crate::components::CopiesReport,
+}
+
+/// The lease a GC or verify pass holds, and for how long without renewal.
+const LEASE: &str = "gc";
+const LEASE_TTL: Duration = Duration::from_secs(600);
+
+/// Holds the `gc` lease for a pass; renewed by [`Pass::renew`], given up
+/// when dropped.
+struct Pass<'a> {
+    c: &'a Components,
+    holder: &'a str,
+}
+
+impl<'a> Pass<'a> {
+    fn take(c: &'a Components, holder: &'a str) -> Result<Self, ComponentError> {
+        if !c.index().try_lease(LEASE, holder, LEASE_TTL)? {
+            return Err(ComponentError::Busy(
+                "a GC or verify pass is running on another replica; try again when it ends".into(),
+            ));
+        }
+        Ok(Self { c, holder })
+    }
+
+    fn renew(&self) -> Result<(), ComponentError> {
+        if !self.c.index().try_lease(LEASE, self.holder, LEASE_TTL)? {
+            return Err(ComponentError::Busy(
+                "this pass lost its lease to another replica and stopped".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.c.index().release_lease(LEASE, self.holder) {
+            tracing::warn!("cannot give up the gc lease: {e}");
+        }
+    }
 }
 
 /// Applies the retention rules: per (component, arch), keep the newest
@@ -73,7 +119,7 @@ pub fn apply_retention(
                     }
                 }
             }
-            c.index().remove(&key)?;
+            c.delete(&key)?;
             tracing::info!(%key, "retention: dropped");
             dropped.push(key.display_path());
         }
@@ -81,12 +127,15 @@ pub fn apply_retention(
     Ok(dropped)
 }
 
-/// One GC pass: retention, then unreferenced blobs older than `grace`.
+/// One GC pass: retention, then unreferenced blobs older than `grace`
+/// (and not noted as reused within it). `holder` names this replica.
 pub fn collect(
     c: &Components,
     rules: &RetentionConfig,
     grace: Duration,
+    holder: &str,
 ) -> Result<GcReport, ComponentError> {
+    let pass = Pass::take(c, holder)?;
     let mut report = GcReport {
         retention_dropped: apply_retention(c, rules)?,
         ..Default::default()
@@ -101,14 +150,19 @@ pub fn collect(
     }
     report.blobs_referenced = referenced.len();
     let now = SystemTime::now();
+    let recent = chrono::Utc::now().timestamp() - grace.as_secs() as i64;
     for blob in c.blobs().list()? {
         report.blobs_scanned += 1;
+        if report.blobs_scanned.is_multiple_of(1000) {
+            pass.renew()?;
+        }
         let hex = blob.hash.to_hex().to_string();
         if referenced.contains(&hex) {
             continue;
         }
         let age = now.duration_since(blob.modified).unwrap_or_default();
-        if age < grace {
+        let reused = c.index().blob_used_at(&hex)?.is_some_and(|t| t > recent);
+        if age < grace || reused {
             report.blobs_young += 1;
             continue;
         }
@@ -122,12 +176,17 @@ pub fn collect(
 }
 
 /// Re-hashes every blob; corrupt ones are quarantined so they are never
-/// served again; reports index entries whose blob is gone.
-pub fn verify(c: &Components) -> Result<VerifyReport, ComponentError> {
+/// served again; reports index entries whose blob is gone; brings the
+/// record copies in line with the index.
+pub fn verify(c: &Components, holder: &str) -> Result<VerifyReport, ComponentError> {
+    let pass = Pass::take(c, holder)?;
     let mut report = VerifyReport::default();
     let mut present: HashSet<blake3::Hash> = HashSet::new();
     for blob in c.blobs().list()? {
         report.blobs_checked += 1;
+        if report.blobs_checked.is_multiple_of(100) {
+            pass.renew()?;
+        }
         let mut hasher = blake3::Hasher::new();
         hasher.update_reader(c.blobs().read(&blob.hash)?)?;
         let actual = hasher.finalize();
@@ -151,5 +210,6 @@ pub fn verify(c: &Components) -> Result<VerifyReport, ComponentError> {
                 .push(format!("{} -> {}", r.key().display_path(), r.blake3));
         }
     }
+    report.copies = c.copies().repair(c.index())?;
     Ok(report)
 }

@@ -32,6 +32,7 @@ pub mod image;
 pub mod index;
 pub mod jobs;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod process;
 pub mod store;

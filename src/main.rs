@@ -1,6 +1,7 @@
 //! The `artifact-store` binary: `serve` runs the service; `key` manages API
-//! keys; `get`, `put`, `check`, `build`, `image`, `jobs`, `gc`, `verify` are
-//! the client, talking to a running service.
+//! keys; `migrate` and `reindex` work on a store's storage directly; `get`,
+//! `put`, `check`, `build`, `image`, `jobs`, `gc`, `verify` are the client,
+//! talking to a running service.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use artifact_store::auth;
 use artifact_store::client::{self, Remote};
-use artifact_store::config::Config;
+use artifact_store::config::{Config, IndexKind, StorageKind};
 use artifact_store::model::JobState;
 use artifact_store::model::Role;
 
@@ -113,6 +114,17 @@ enum Cmd {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// Copy a single-host store (local blobs + sled, the service stopped)
+    /// into the storage and index the configuration names (S3, PostgreSQL).
+    /// Safe to run again: what is there already is skipped.
+    Migrate {
+        /// The data directory of the store to copy.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Rebuild the configured index from the record copies kept beside the
+    /// blobs in object storage (after losing the database).
+    Reindex,
 }
 
 #[derive(clap::Args)]
@@ -230,6 +242,33 @@ fn init_tracing() {
     }
 }
 
+type Failure = Box<dyn std::error::Error>;
+
+/// Runs an offline command on the configured store: exit 2 when it fails.
+fn offline(
+    config: Option<&std::path::Path>,
+    f: impl FnOnce(&Config) -> Result<ExitCode, Failure>,
+) -> ExitCode {
+    init_tracing();
+    let res = Config::load(config)
+        .map_err(Failure::from)
+        .and_then(|cfg| f(&cfg));
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("artifact-store: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -266,6 +305,43 @@ fn main() -> ExitCode {
             println!("{}", auth::hash_key(&key));
             ExitCode::SUCCESS
         }
+        Cmd::Migrate { from } => offline(cli.config.as_deref(), |cfg| {
+            let (src_blobs, src_index) = artifact_store::app::open_local_store(&from)?;
+            let same = cfg.storage.kind == StorageKind::Local
+                && cfg.index.kind == IndexKind::Sled
+                && same_dir(&cfg.data_dir, &from);
+            if same {
+                return Err("the configuration names the store being copied: set [storage] and [index] to the target".into());
+            }
+            let dst_blobs = artifact_store::app::open_blobs(cfg)?;
+            let dst_index = artifact_store::app::open_index(cfg)?;
+            let scratch = artifact_store::store::Scratch::open(&cfg.data_dir)?;
+            let report = artifact_store::migrate::migrate(
+                src_blobs.as_ref(),
+                src_index.as_ref(),
+                dst_blobs,
+                dst_index.as_ref(),
+                &scratch,
+                &|line| eprintln!("migrate: {line}"),
+            )?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if report.blobs_corrupt.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }),
+        Cmd::Reindex => offline(cli.config.as_deref(), |cfg| {
+            let blobs = artifact_store::app::open_blobs(cfg)?;
+            let index = artifact_store::app::open_index(cfg)?;
+            let report = artifact_store::migrate::reindex(blobs, index.as_ref())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if report.unreadable.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }),
         other => match run_client(other) {
             Ok(code) => code,
             Err(e) => {
@@ -491,6 +567,8 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
                 v.report.corrupt.is_empty() && v.report.missing.is_empty(),
             ))
         }
-        Cmd::Serve { .. } | Cmd::Key(_) => Ok(ExitCode::SUCCESS),
+        Cmd::Serve { .. } | Cmd::Key(_) | Cmd::Migrate { .. } | Cmd::Reindex => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! count are measured when scraped (cached for a few seconds).
 
 use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus::{
     register_histogram_vec_with_registry, register_int_counter_vec_with_registry,
@@ -110,11 +110,12 @@ pub fn job_finished(kind: &str, result: &str, seconds: f64) {
 }
 
 impl Metrics {
-    /// The text exposition, refreshing the store gauges at most every 10 s.
+    /// The text exposition, refreshing the store gauges now and then
+    /// ([`Components::stats_refresh`]).
     pub fn render(&self, c: &Components) -> String {
         let stale = {
             let mut m = self.measured.lock().unwrap_or_else(|e| e.into_inner());
-            let stale = m.is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+            let stale = m.is_none_or(|t| t.elapsed() > c.stats_refresh());
             if stale {
                 *m = Some(Instant::now());
             }

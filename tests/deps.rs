@@ -317,7 +317,8 @@ fn identical_inputs_are_reused_across_tags_and_branches_follow_their_commits() {
     let mut repos = Repos::new(&["base"]);
     repos.git("base", &["tag", "R1.0-rc1"]);
     repos.serve();
-    let s = Server::start_with(&config(&repos, &["base"], ""));
+    // reuse across tags is on request (see inputs_keys_name_the_repository_component_and_tag)
+    let s = Server::start_with(&config(&repos, &["base"], "reuse_across_tags = true"));
     let first = build(&s, "base", "R1.0");
     let inputs = first["component"]["inputs"].as_str().unwrap().to_owned();
     // the other tag on the same commit: no build, the same files under its tag
@@ -419,4 +420,139 @@ fn rebuild_marks_deterministic_builds_reproducible_and_clocks_not() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+#[test]
+fn inputs_keys_name_the_repository_component_and_tag() {
+    let mut repos = Repos::new(&[]);
+    // the build writes what it was told it builds
+    repos.add_tree("who", |d| {
+        std::fs::write(
+            d.join("config.yaml"),
+            "build: \"echo comp=$ADBS_COMPONENT tag=$ADBS_TAG > who.txt\"\nartifacts: [who.txt]\n",
+        )
+        .unwrap();
+    });
+    repos.git("who", &["tag", "R1.0-rc1"]);
+    // a fork: the same commits, another repository, a tag of its own
+    repos::git(&repos.root, &["clone", "-q", "who", "whofork"]);
+    repos.git("whofork", &["tag", "EVIL-TAG-from-fork"]);
+    repos.serve();
+    let s = Server::start_with(&config(&repos, &["who"], ""));
+    let who_txt = |component: &str, tag: &str| {
+        let body = client()
+            .get(s.url(&format!("/v1/components/{component}/{tag}/rocky9")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        let files = read_tar(&body, false);
+        let (_, d) = files
+            .iter()
+            .find(|(p, _)| p == &format!("{tag}/who.txt"))
+            .unwrap_or_else(|| panic!("{files:?}"));
+        String::from_utf8_lossy(d).trim().to_owned()
+    };
+    // a writer builds the fork under another name first
+    let (st, fork) = json_of(
+        client()
+            .post(s.url("/v1/builds?wait=true"))
+            .header("Authorization", bearer(WRITE_KEY))
+            .json(
+                &json!({"component": "who2", "tag": "R1.0", "arch": "rocky9",
+                          "url": repos.git_url("whofork")}),
+            )
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{fork}");
+    let who = build(&s, "who", "R1.0");
+    let rec = &who["component"];
+    assert!(
+        rec["reused_from"].is_null(),
+        "reused the fork's build: {rec}"
+    );
+    assert_ne!(rec["inputs"], fork["component"]["inputs"]);
+    assert_eq!(who_txt("who", "R1.0"), "comp=who tag=R1.0");
+    // another tag of the same commit is built, not given R1.0's output
+    let rc = build(&s, "who", "R1.0-rc1");
+    assert!(rc["component"]["reused_from"].is_null(), "{rc}");
+    assert_ne!(rc["component"]["inputs"], rec["inputs"]);
+    assert_eq!(who_txt("who", "R1.0-rc1"), "comp=who tag=R1.0-rc1");
+}
+
+#[test]
+fn lock_names_are_checked_and_the_arch_is_matched_in_any_case() {
+    let s = Server::start();
+    let (st, v) = json_of(
+        client()
+            .put(s.url("/v1/components/base/R1.0/rocky9"))
+            .header("Authorization", bearer(WRITE_KEY))
+            .body(tar_gz("R1.0", &[("lib/x.txt", b"x\n")]))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 201, "{v}");
+    let hash = v["component"]["blake3"].as_str().unwrap().to_owned();
+    let base =
+        json!({"component": "base", "tag": "R1.0", "blake3": hash, "size": 1, "dependencies": []});
+    let lock = |arch: &str, roots: Value, comps: Value| json!({"lock": {"lockVersion": 1, "arch": arch, "roots": roots, "components": comps}});
+    let root = json!([{"component": "base", "tag": "R1.0"}]);
+    for (body, needle) in [
+        (
+            lock(
+                "rocky9",
+                json!([{"component": "evil", "tag": "../../x"}]),
+                json!([base.clone()]),
+            ),
+            "lock.roots[0].tag",
+        ),
+        (
+            lock("rocky9", root.clone(), json!([base.clone(), base.clone()])),
+            "lock.components[1]: base is listed twice",
+        ),
+        (
+            lock(
+                "rocky9",
+                root.clone(),
+                json!([{"component": "../x", "tag": "R1.0", "blake3": hash, "size": 1}]),
+            ),
+            "lock.components[0].component",
+        ),
+        (
+            lock(
+                "rocky9",
+                json!([{"component": "other", "tag": "R1.0"}]),
+                json!([base.clone()]),
+            ),
+            "lock.roots[0]: other R1.0 is not among the lock's components",
+        ),
+        (
+            lock(
+                "rocky9",
+                root.clone(),
+                json!([{"component": "base", "tag": "R1.0", "blake3": "x", "size": 1}]),
+            ),
+            "lock.components[0].blake3",
+        ),
+        (
+            lock("../x", root.clone(), json!([base.clone()])),
+            "architecture",
+        ),
+    ] {
+        let (st, v) = resolve(&s, body, "");
+        assert_error(st, &v, 400, needle);
+    }
+    for arch in ["ROCKY9", "Rocky9", "rocky9"] {
+        let (st, v) = resolve(&s, lock(arch, root.clone(), json!([base.clone()])), "");
+        assert_eq!(st, 200, "{arch}: {v}");
+        assert_eq!(v["status"], "complete");
+        assert_eq!(v["arch"], "rocky9");
+    }
+    let (st, v) = resolve(
+        &s,
+        json!({"arch": "ROCKY9", "lock": {"lockVersion": 1, "arch": "rocky9", "roots": root, "components": [base.clone()]}}),
+        "",
+    );
+    assert_eq!(st, 200, "{v}");
 }

@@ -7,7 +7,7 @@
 //! and building what is missing, dependencies first, as one job.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::recipe::Recipe;
@@ -56,6 +56,9 @@ pub enum ResolveError {
     /// A missing component's recipe could not be read from its repository.
     #[error("{0}")]
     Source(String),
+    /// Too many resolves are reading repositories: retry later.
+    #[error("{0}")]
+    Busy(String),
     /// A lock names blobs that are no longer stored under their keys.
     #[error("the lock no longer matches the store: {}", .0.join("; "))]
     LockMismatch(Vec<String>),
@@ -63,17 +66,168 @@ pub enum ResolveError {
     Internal(String),
 }
 
-/// Recipes of missing components read recently, by (url, tag): a
-/// resolution asks again for each request while the component is missing.
-#[derive(Default)]
+/// Recipes of missing components read recently, and the bound on reading
+/// them: a resolution asks again for each request while the component is
+/// missing, and anyone may ask. What a tag names is kept for
+/// [`REF_TTL`], a commit's dependencies (commits never change) for
+/// [`RECIPE_TTL`], a failure for [`FAILURE_TTL`]; a commit id in any
+/// abbreviation or letter case maps to the full id without a fetch once
+/// the mirror has it. At most `max_running` resolves read repositories at
+/// once, `max_waiting` more wait (up to [`GATE_WAIT`]); past that, a
+/// resolve is refused as busy rather than holding a thread.
 pub struct RecipeCache {
-    map: Mutex<HashMap<(String, String), CachedRecipe>>,
+    /// (url, reference) -> what it named.
+    refs: Mutex<HashMap<(String, String), (Instant, String)>>,
+    /// (url, commit, arch) -> its direct dependencies.
+    recipes: Mutex<HashMap<Triple, (Instant, Vec<Requirement>)>>,
+    /// (url, reference, arch) -> why it could not be read.
+    failures: Mutex<HashMap<Triple, (Instant, String)>>,
+    gate: Gate,
 }
 
-/// When it was read, the commit, the direct dependencies, for which arch.
-type CachedRecipe = (Instant, String, Vec<Requirement>, String);
+/// (url, commit or reference, arch)
+type Triple = (String, String, String);
 
-const RECIPE_CACHE_TTL: Duration = Duration::from_secs(120);
+const REF_TTL: Duration = Duration::from_secs(120);
+const RECIPE_TTL: Duration = Duration::from_secs(600);
+const FAILURE_TTL: Duration = Duration::from_secs(60);
+/// A mirror fetched this recently is read as it is while resolving.
+const FRESH: Duration = Duration::from_secs(30);
+/// Longest a resolve waits for a slot to read a repository.
+pub const GATE_WAIT: Duration = Duration::from_secs(60);
+/// Entries a map of the cache holds before it is cleared.
+const MAX_ENTRIES: usize = 4096;
+
+impl RecipeCache {
+    pub fn new(max_running: usize, max_waiting: usize) -> Self {
+        Self {
+            refs: Mutex::default(),
+            recipes: Mutex::default(),
+            failures: Mutex::default(),
+            gate: Gate {
+                max_running: max_running.max(1),
+                max_waiting,
+                state: Mutex::new((0, 0)),
+                freed: Condvar::new(),
+            },
+        }
+    }
+
+    /// A recent answer for (url, reference, arch): its commit and
+    /// dependencies, or the error it gave.
+    fn lookup(&self, url: &str, reference: &str, arch: &str) -> Option<Result<Known, String>> {
+        let fk = (url.to_owned(), reference.to_owned(), arch.to_owned());
+        if let Ok(f) = self.failures.lock() {
+            if let Some((at, why)) = f.get(&fk) {
+                if at.elapsed() < FAILURE_TTL {
+                    return Some(Err(why.clone()));
+                }
+            }
+        }
+        let commit = {
+            let refs = self.refs.lock().ok()?;
+            let (at, c) = refs.get(&(url.to_owned(), reference.to_owned()))?;
+            (at.elapsed() < REF_TTL).then(|| c.clone())?
+        };
+        let recipes = self.recipes.lock().ok()?;
+        let (at, reqs) = recipes.get(&(url.to_owned(), commit.clone(), arch.to_owned()))?;
+        (at.elapsed() < RECIPE_TTL).then(|| Ok((commit, reqs.clone())))
+    }
+
+    fn remember(&self, url: &str, reference: &str, arch: &str, got: &Result<Known, ResolveError>) {
+        fn put<K: std::hash::Hash + Eq, V>(m: &Mutex<HashMap<K, V>>, k: K, v: V) {
+            if let Ok(mut m) = m.lock() {
+                if m.len() >= MAX_ENTRIES {
+                    m.clear();
+                }
+                m.insert(k, v);
+            }
+        }
+        let now = Instant::now();
+        match got {
+            Ok((commit, reqs)) => {
+                put(
+                    &self.refs,
+                    (url.to_owned(), reference.to_owned()),
+                    (now, commit.clone()),
+                );
+                put(
+                    &self.recipes,
+                    (url.to_owned(), commit.clone(), arch.to_owned()),
+                    (now, reqs.clone()),
+                );
+            }
+            Err(ResolveError::Source(why)) => put(
+                &self.failures,
+                (url.to_owned(), reference.to_owned(), arch.to_owned()),
+                (now, why.clone()),
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+/// A commit and its direct dependencies.
+type Known = (String, Vec<Requirement>);
+
+/// A counting gate for blocking threads with a bounded queue.
+struct Gate {
+    max_running: usize,
+    max_waiting: usize,
+    /// (running, waiting)
+    state: Mutex<(usize, usize)>,
+    freed: Condvar,
+}
+
+struct Slot<'a>(&'a Gate);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.0.state.lock() {
+            st.0 = st.0.saturating_sub(1);
+        }
+        // every waiter looks: one whose wait just ran out must not swallow
+        // the wake-up another needs
+        self.0.freed.notify_all();
+    }
+}
+
+fn busy() -> ResolveError {
+    ResolveError::Busy("too many resolves are reading repositories right now: retry later".into())
+}
+
+impl Gate {
+    fn enter(&self) -> Result<Slot<'_>, ResolveError> {
+        let poisoned = |_| ResolveError::Internal("the resolve gate is poisoned".into());
+        let mut st = self.state.lock().map_err(poisoned)?;
+        if st.0 < self.max_running {
+            st.0 += 1;
+            return Ok(Slot(self));
+        }
+        if st.1 >= self.max_waiting {
+            return Err(busy());
+        }
+        st.1 += 1;
+        let end = Instant::now() + GATE_WAIT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let (g, _) = self
+                .freed
+                .wait_timeout(st, left)
+                .map_err(|_| ResolveError::Internal("the resolve gate is poisoned".into()))?;
+            st = g;
+            if st.0 < self.max_running {
+                st.1 -= 1;
+                st.0 += 1;
+                return Ok(Slot(self));
+            }
+            if Instant::now() >= end {
+                st.1 -= 1;
+                return Err(busy());
+            }
+        }
+    }
+}
 
 /// Where resolution starts.
 pub enum Roots {
@@ -129,6 +283,7 @@ impl Builder {
         roots: Vec<Requirement>,
         pinned: &[(Requirement, String)],
     ) -> Result<Resolution, ResolveError> {
+        check_lock(arch, &roots, pinned)?;
         let mut entries = Vec::new();
         let mut wrong = Vec::new();
         for (r, blake3) in pinned {
@@ -204,61 +359,108 @@ impl Builder {
     }
 
     /// A missing component's direct dependencies, from its recipe at the
-    /// tag (and the commit the tag names), cached for a while.
+    /// tag (and the commit the tag names), read from the commit's tree in
+    /// the mirror (no work tree, no submodules), cached (see
+    /// [`RecipeCache`]) and bounded by its gate.
     fn recipe_requires(
         &self,
         url: &str,
         tag: &str,
         arch: &str,
     ) -> Result<(String, Vec<Requirement>), ResolveError> {
-        let key = (url.to_owned(), tag.to_owned());
-        if let Ok(map) = self.recipes.map.lock() {
-            if let Some((at, commit, reqs, a)) = map.get(&key) {
-                if at.elapsed() < RECIPE_CACHE_TTL && a == arch {
-                    return Ok((commit.clone(), reqs.clone()));
-                }
-            }
+        if let Some(hit) = self.recipes.lookup(url, tag, arch) {
+            return hit.map_err(ResolveError::Source);
         }
-        let work = self
-            .components
-            .scratch()
-            .work_dir()
-            .map_err(|e| ResolveError::Internal(e.to_string()))?;
-        let dir = work.path().join("src");
-        let checkout = self
+        let _slot = self.recipes.gate.enter()?;
+        // another request may have read it while this one waited
+        if let Some(hit) = self.recipes.lookup(url, tag, arch) {
+            return hit.map_err(ResolveError::Source);
+        }
+        let got = self.read_requires(url, tag, arch);
+        self.recipes.remember(url, tag, arch, &got);
+        got
+    }
+
+    fn read_requires(
+        &self,
+        url: &str,
+        tag: &str,
+        arch: &str,
+    ) -> Result<(String, Vec<Requirement>), ResolveError> {
+        let found = self
             .git
-            .checkout(url, tag, &dir, &|l| tracing::debug!("{l}"))
+            .read_recipe(url, tag, FRESH)
             .map_err(ResolveError::Source)?;
-        let recipe = Recipe::from_dir(&dir).map_err(|e| {
-            ResolveError::Source(
-                format!("{url} at {tag}: {e}").replace(&work.path().display().to_string(), ""),
-            )
-        })?;
-        let reqs: Vec<Requirement> = recipe
-            .dependencies_for(arch)
-            .map_err(|e| ResolveError::Source(format!("{url} at {tag}: {e}")))?
+        let at = |e: String| ResolveError::Source(format!("{url} at {tag}: {e}"));
+        let deps = match &found.file {
+            Some((name, text)) => Recipe::parse(text, name)
+                .and_then(|r| r.dependencies_for(arch))
+                .map_err(|e| at(e.to_string()))?,
+            None if found.detectable => Vec::new(),
+            None => {
+                return Err(at(format!(
+                    "no build recipe: looked for {} (a recipe) and {} (to detect a build from), found none",
+                    super::recipe::RECIPE_FILES.join(", "),
+                    super::recipe::DETECTED_BUILDS
+                        .iter()
+                        .map(|(f, _)| *f)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        };
+        let reqs = deps
             .into_iter()
             .map(|d| Requirement {
                 component: d.name,
                 tag: d.tag,
             })
             .collect();
-        if let Ok(mut map) = self.recipes.map.lock() {
-            if map.len() > 1000 {
-                map.clear();
-            }
-            map.insert(
-                key,
-                (
-                    Instant::now(),
-                    checkout.commit.clone(),
-                    reqs.clone(),
-                    arch.to_owned(),
-                ),
-            );
-        }
-        Ok((checkout.commit, reqs))
+        Ok((found.commit, reqs))
     }
+}
+
+/// A lock document's names and shape, before anything is looked up: every
+/// name valid (the field named when not), each component once, every root
+/// among the components at the same tag.
+fn check_lock(
+    arch: &str,
+    roots: &[Requirement],
+    pinned: &[(Requirement, String)],
+) -> Result<(), ResolveError> {
+    use crate::model::validate_name;
+    let bad =
+        |field: String, e: crate::model::NameError| ResolveError::Invalid(format!("{field}: {e}"));
+    validate_name("architecture", arch).map_err(|e| bad("lock.arch".into(), e))?;
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (i, (r, blake3)) in pinned.iter().enumerate() {
+        validate_name("component", &r.component)
+            .map_err(|e| bad(format!("lock.components[{i}].component"), e))?;
+        validate_name("tag", &r.tag).map_err(|e| bad(format!("lock.components[{i}].tag"), e))?;
+        if blake3.len() != 64 || !blake3.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ResolveError::Invalid(format!(
+                "lock.components[{i}].blake3: expected 64 hex characters"
+            )));
+        }
+        if let Some(prev) = seen.insert(&r.component, &r.tag) {
+            return Err(ResolveError::Invalid(format!(
+                "lock.components[{i}]: {} is listed twice ({prev} and {}); a closure holds one tag of each component",
+                r.component, r.tag
+            )));
+        }
+    }
+    for (i, r) in roots.iter().enumerate() {
+        validate_name("component", &r.component)
+            .map_err(|e| bad(format!("lock.roots[{i}].component"), e))?;
+        validate_name("tag", &r.tag).map_err(|e| bad(format!("lock.roots[{i}].tag"), e))?;
+        if seen.get(r.component.as_str()) != Some(&r.tag.as_str()) {
+            return Err(ResolveError::Invalid(format!(
+                "lock.roots[{i}]: {} {} is not among the lock's components",
+                r.component, r.tag
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A stored record's direct dependencies: its recipe's when recorded, else
@@ -348,5 +550,48 @@ impl Walk<'_> {
             commit,
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_runs_a_few_queues_a_few_and_refuses_the_rest() {
+        let cache = RecipeCache::new(1, 1);
+        let first = cache.gate.enter().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| cache.gate.enter().map(|_| ()));
+            // let the waiter queue up, then one more is refused at once
+            while cache.gate.state.lock().unwrap().1 == 0 {
+                std::thread::yield_now();
+            }
+            let t0 = Instant::now();
+            assert!(matches!(cache.gate.enter(), Err(ResolveError::Busy(_))));
+            assert!(t0.elapsed() < Duration::from_secs(1));
+            drop(first);
+            assert!(waiter.join().unwrap().is_ok());
+        });
+        assert_eq!(*cache.gate.state.lock().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn locks_are_checked_field_by_field() {
+        let r = |c: &str, t: &str| Requirement {
+            component: c.into(),
+            tag: t.into(),
+        };
+        let h = "a".repeat(64);
+        let ok = [(r("base", "R1"), h.clone())];
+        assert!(check_lock("rocky9", &[r("base", "R1")], &ok).is_ok());
+        let err = |arch: &str, roots: &[Requirement], pinned: &[(Requirement, String)]| {
+            check_lock(arch, roots, pinned).unwrap_err().to_string()
+        };
+        assert!(err("rocky9", &[r("evil", "../../x")], &ok).starts_with("lock.roots[0].tag"));
+        assert!(err("rocky9", &[r("base", "R2")], &ok).contains("not among"));
+        let twice = [(r("base", "R1"), h.clone()), (r("base", "R2"), h.clone())];
+        assert!(err("rocky9", &[], &twice).contains("listed twice"));
+        assert!(err("../x", &[], &ok).starts_with("lock.arch"));
     }
 }

@@ -23,6 +23,7 @@ pub mod sandbox;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -68,20 +69,44 @@ fn flight_key(k: &ComponentKey) -> String {
 
 impl Builder {
     pub fn new(components: Components, jobs: Jobs, cfg: Arc<Config>) -> Self {
+        let g = &cfg.build.git;
+        git::set_timeouts(
+            Duration::from_secs(g.connect_timeout_secs),
+            Duration::from_secs(g.timeout_secs),
+        );
+        let limits = git::cache::Limits {
+            max_bytes: None,
+            min_free_bytes: cfg.min_free_bytes,
+            floor_dir: cfg.data_dir.clone(),
+            max_time: Duration::from_secs(g.fetch_max_secs),
+        };
         let git = Arc::new(git::Git {
             allow_local: cfg.build.allow_local_urls,
-            rewrites: cfg.build.git.rewrites.clone(),
-            cache: cfg.build.git.cache.then(|| {
-                git::cache::Cache::new(cfg.data_dir.join("git"), cfg.build.git.cache_max_bytes)
+            rewrites: g.rewrites.clone(),
+            cache: g.cache.then(|| {
+                git::cache::Cache::new(
+                    cfg.data_dir.join("git"),
+                    g.cache_max_bytes,
+                    Duration::from_secs(g.lock_wait_secs),
+                    limits.clone(),
+                )
             }),
-            submodule_depth: cfg.build.git.submodule_depth,
+            submodule_depth: g.submodule_depth,
+            max_submodules: g.max_submodules,
+            allowed_hosts: g.allowed_hosts.clone(),
+            limits,
+            tmp_dir: cfg.data_dir.join("tmp"),
         });
+        let recipes = Arc::new(closure::RecipeCache::new(
+            g.max_concurrent_fetches,
+            g.max_waiting_fetches,
+        ));
         Self {
             components,
             jobs,
             cfg,
             locks: Default::default(),
-            recipes: Default::default(),
+            recipes,
             git,
         }
     }

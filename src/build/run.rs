@@ -62,8 +62,10 @@ impl Builder {
         ctx.log.line(&format!("commit {}", checkout.commit));
 
         ctx.step(&format!("recipe {label}"));
-        let recipe = Recipe::from_dir(&src).map_err(|e| fail(e.to_string()))?;
-        let plan = recipe.plan(arch).map_err(|e| fail(e.to_string()))?;
+        // errors name files in the tree, not where the tree is
+        let hide = |m: String| m.replace(&format!("{}/", src.display()), "");
+        let recipe = Recipe::from_dir(&src).map_err(|e| fail(hide(e.to_string())))?;
+        let plan = recipe.plan(arch).map_err(|e| fail(hide(e.to_string())))?;
         ctx.log.line(&format!("build command: {}", plan.command));
         Ok(Checked {
             work,
@@ -216,7 +218,11 @@ impl Builder {
         let sb =
             sandbox::choose(&self.cfg, &key.arch, checked.plan.image.as_deref()).map_err(fail)?;
         let image = self.image_id(&sb, checked.work.path()).await;
+        let repository = git::url::canonical(&checked.checkout.fetched_from);
         let inputs = Inputs {
+            url: &repository,
+            component: &key.component,
+            tag: (!self.cfg.build.reuse_across_tags).then_some(key.tag.as_str()),
             commit: &checked.checkout.commit,
             submodules: &checked.checkout.submodules,
             recipe: &checked.recipe.text,
@@ -255,8 +261,9 @@ impl Builder {
             reused_from: None,
         };
 
-        // the same inputs built before (another tag on this commit, an
-        // unchanged branch): reuse that output, do not build
+        // the same inputs built before (this component from this repository
+        // at this commit; under another tag only with reuse_across_tags):
+        // reuse that output, do not build
         let comps = self.components.clone();
         let (i, k) = (inputs.clone(), key.clone());
         let earlier = tokio::task::spawn_blocking(move || comps.built_from(&i, &k))

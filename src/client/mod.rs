@@ -50,6 +50,10 @@ impl Remote {
         let http = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(None)
+            // downloads may be redirected to the object store: followed by
+            // `download`, which keeps the service's ETag and sends the key
+            // to the service only
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(Self {
@@ -63,7 +67,19 @@ impl Remote {
         format!("{}{path}", self.server)
     }
 
-    fn req(&self, rb: RequestBuilder) -> RequestBuilder {
+    /// Whether `url` is on the configured server's origin (scheme, host and
+    /// port): only there do the key and the user name go.
+    fn same_origin(&self, url: &str) -> bool {
+        match (reqwest::Url::parse(&self.server), reqwest::Url::parse(url)) {
+            (Ok(a), Ok(b)) => a.origin() == b.origin(),
+            _ => false,
+        }
+    }
+
+    fn req(&self, rb: RequestBuilder, url: &str) -> RequestBuilder {
+        if !self.same_origin(url) {
+            return rb;
+        }
         let rb = match std::env::var("USER") {
             Ok(u) => rb.header("X-adbs-linux-user", u),
             Err(_) => rb,
@@ -75,10 +91,13 @@ impl Remote {
     }
 
     fn send(&self, rb: RequestBuilder, url: &str) -> Result<Response> {
-        let resp = self.req(rb).send().map_err(|err| ClientError::Connect {
-            url: url.to_owned(),
-            err,
-        })?;
+        let resp = self
+            .req(rb, url)
+            .send()
+            .map_err(|err| ClientError::Connect {
+                url: url.to_owned(),
+                err,
+            })?;
         Ok(resp)
     }
 
@@ -89,6 +108,46 @@ impl Remote {
             return Ok(resp);
         }
         Err(server_error(resp))
+    }
+
+    /// GETs a download, following redirects (to a presigned URL of the
+    /// object store) with a plain request: the ETag (blake3) is the
+    /// service's, from its own answer; the key goes to the service only.
+    fn download(&self, url: &str) -> Result<(Response, Option<String>)> {
+        let etag = |r: &Response| {
+            r.headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim_matches('"').to_owned())
+        };
+        let mut resp = self.send(self.http.get(url), url)?;
+        let first = etag(&resp);
+        for _ in 0..5 {
+            if !matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+                break;
+            }
+            let next = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+                .ok_or_else(|| {
+                    ClientError::Other(format!("{url}: a redirect without a usable Location"))
+                })?;
+            resp = self
+                .http
+                .get(next.clone())
+                .send()
+                .map_err(|err| ClientError::Connect {
+                    url: next.to_string(),
+                    err,
+                })?;
+        }
+        if !resp.status().is_success() {
+            return Err(server_error(resp));
+        }
+        let etag = first.or_else(|| etag(&resp));
+        Ok((resp, etag))
     }
 
     fn json<T: DeserializeOwned>(&self, rb: RequestBuilder, url: &str) -> Result<T> {
@@ -147,14 +206,17 @@ pub fn get(
     out: Option<&Path>,
     extract: Option<&Path>,
 ) -> Result<PathBuf> {
+    for (kind, v) in [
+        ("component", component),
+        ("tag", tag),
+        ("architecture", arch),
+    ] {
+        crate::model::validate_name(kind, v).map_err(|e| ClientError::Other(e.to_string()))?;
+    }
     let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}"));
-    let mut resp = r.ok(r.http.get(&url), &url)?;
-    let expected = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim_matches('"').to_owned())
-        .ok_or_else(|| ClientError::Other("the answer has no ETag (blake3)".into()))?;
+    let (mut resp, etag) = r.download(&url)?;
+    let expected =
+        etag.ok_or_else(|| ClientError::Other("the answer has no ETag (blake3)".into()))?;
     let dest = match out {
         Some(p) => p.to_owned(),
         // staged inside the target directory: old or minimal containers may have no /tmp
@@ -192,7 +254,7 @@ pub fn get(
     tmp.as_file().sync_all()?;
     tmp.persist(&dest).map_err(|e| e.error)?;
     if let Some(x) = extract {
-        let res = extract_into(&dest, x);
+        let res = extract_into(&dest, x, tag);
         if res.is_err() && out.is_none() {
             let _ = std::fs::remove_file(&dest);
         }
@@ -205,32 +267,33 @@ pub fn get(
     Ok(dest)
 }
 
-/// Unpacks `tarball` into `x` all or nothing: into a temp directory inside
-/// `x` first, whose top-level entries then replace those of the same name.
-/// A refused or broken tarball leaves `x` as it was.
-fn extract_into(tarball: &Path, x: &Path) -> Result<()> {
+/// Unpacks the `<tag>/` directory of `tarball` into `x` all or nothing:
+/// into a temp directory inside `x` first, whose `<tag>/` then replaces
+/// `x/<tag>` (whatever else the tarball holds is dropped: it cannot
+/// replace other files of `x`). A refused or broken tarball leaves `x` as
+/// it was.
+fn extract_into(tarball: &Path, x: &Path, tag: &str) -> Result<()> {
     std::fs::create_dir_all(x)?;
     let stage = tempfile::Builder::new().prefix(".extract-").tempdir_in(x)?;
     let tar =
         unpack::open_tar(File::open(tarball)?).map_err(|e| ClientError::Other(e.to_string()))?;
     unpack::unpack_safe(tar, stage.path(), unpack::Limits::NONE)
         .map_err(|e| ClientError::Other(e.to_string()))?;
-    replace_with(stage.path(), x)
-}
-
-/// Moves the top-level entries of `stage` into `x`, each replacing the
-/// entry of the same name.
-fn replace_with(stage: &Path, x: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(stage)? {
-        let entry = entry?;
-        let dest = x.join(entry.file_name());
-        match std::fs::symlink_metadata(&dest) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest)?,
-            Ok(_) => std::fs::remove_file(&dest)?,
-            Err(_) => {}
+    match crate::store::beneath::lstat_direct(stage.path(), Path::new(tag)) {
+        Ok(Some(m)) if m.is_dir() => {}
+        _ => {
+            return Err(ClientError::Other(format!(
+                "the tarball holds no {tag}/ directory; nothing extracted"
+            )))
         }
-        std::fs::rename(entry.path(), &dest)?;
     }
+    let dest = x.join(tag);
+    match std::fs::symlink_metadata(&dest) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest)?,
+        Ok(_) => std::fs::remove_file(&dest)?,
+        Err(_) => {}
+    }
+    std::fs::rename(stage.path().join(tag), &dest)?;
     Ok(())
 }
 

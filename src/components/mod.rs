@@ -7,6 +7,7 @@
 //! belongs on a blocking thread. `gzip`: derived gzip forms; `space`:
 //! readiness, the free-space floor, statistics, the bound on packs.
 
+mod copies;
 mod gzip;
 mod space;
 
@@ -18,7 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
-use crate::config::Config;
+pub use copies::{CopiesReport, RecordCopies, ReindexReport};
+
+use crate::config::{Config, StorageKind};
 use crate::index::{Index, IndexError, PutOutcome, RawRecord};
 use crate::model::{
     ComponentKey, Identity, NameError, Record, Requirement, ResolvedDependency, Source,
@@ -53,6 +56,9 @@ pub enum ComponentError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// One-at-a-time work (GC, verify) is running elsewhere.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<std::io::Error> for ComponentError {
@@ -89,13 +95,51 @@ pub struct Stored {
 }
 
 /// A stored blob, ready to be served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BlobHandle {
     /// blake3 (hex): the ETag.
     pub hash: String,
     pub size: u64,
     /// A local file holding it, when the store has one (served with mmap).
     pub local: Option<PathBuf>,
+    /// Reads it from the store (object storage: ranged GETs).
+    pub reader: BlobReader,
+    /// Clients may fetch it from the object store directly, with a URL
+    /// valid this long (`storage.redirect`): see [`BlobReader::presign`].
+    pub redirect: Option<std::time::Duration>,
+}
+
+/// Opens ranged reads of one stored blob.
+#[derive(Clone)]
+pub struct BlobReader {
+    blobs: Arc<dyn BlobStore>,
+    hash: blake3::Hash,
+}
+
+impl BlobReader {
+    /// `len` bytes from `start` (blocking); `BlobLost` when the store no
+    /// longer holds it.
+    pub fn open(&self, start: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+        self.blobs
+            .read_range(&self.hash, start, Some(len))
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    ComponentError::BlobLost(self.hash.to_hex().to_string())
+                } else {
+                    e.into()
+                }
+            })
+    }
+
+    /// A URL of the object store for the blob, valid `ttl`, saved as
+    /// `filename`; `None` when the store cannot presign.
+    pub fn presign(
+        &self,
+        filename: Option<&str>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(self.blobs.presigned_url(&self.hash, filename, ttl)?)
+    }
 }
 
 /// What the store holds, for the metrics.
@@ -120,6 +164,7 @@ pub struct Components {
     /// Packs (normalisations, build outputs) running at once are bounded:
     /// each lists its tree in memory and runs zstd workers.
     packs: Arc<space::Slots>,
+    copies: RecordCopies,
 }
 
 impl Components {
@@ -133,6 +178,8 @@ impl Components {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let copies =
+            RecordCopies::new((cfg.storage.kind != StorageKind::Local).then(|| blobs.clone()));
         Self {
             blobs,
             scratch,
@@ -140,6 +187,7 @@ impl Components {
             cfg,
             deriving: Default::default(),
             packs: Arc::new(space::Slots::new(packs)),
+            copies,
         }
     }
 
@@ -221,6 +269,15 @@ impl Components {
             hash: hash.to_hex().to_string(),
             size,
             local: self.blobs.local_path(&hash),
+            reader: BlobReader {
+                blobs: self.blobs.clone(),
+                hash,
+            },
+            redirect: self
+                .cfg
+                .storage
+                .redirect
+                .then(|| std::time::Duration::from_secs(self.cfg.storage.s3.presign_secs.max(1))),
         })
     }
 
@@ -413,7 +470,11 @@ impl Components {
 
     /// Replaces a record's metadata while it names the same blob.
     pub fn update_record(&self, rec: &Record) -> Result<bool> {
-        Ok(self.index.update_record(rec)?)
+        let saved = self.index.update_record(rec)?;
+        if saved {
+            self.copies.write(rec);
+        }
+        Ok(saved)
     }
 
     /// Records whose build had exactly these inputs.
@@ -463,6 +524,12 @@ impl Components {
             reused_from: req.reused_from,
             reproducible: None,
         };
+        // A GC pass (on any replica) spares a blob noted as just reused;
+        // one that removed it a moment before is caught by looking again.
+        self.index.note_blob_use(&record.blake3)?;
+        if !self.blobs.contains(&info.hash)? {
+            return Err(ComponentError::BlobLost(record.blake3));
+        }
         let outcome = self.index.put(&record, req.overwrite)?;
         if let (Some(inputs), PutOutcome::Created | PutOutcome::Replaced(_)) =
             (&record.inputs, &outcome)
@@ -470,10 +537,13 @@ impl Components {
             self.index.add_inputs(inputs, &record.key())?;
         }
         match outcome {
-            PutOutcome::Created | PutOutcome::Replaced(_) => Ok(Stored {
-                record,
-                created: true,
-            }),
+            PutOutcome::Created | PutOutcome::Replaced(_) => {
+                self.copies.write(&record);
+                Ok(Stored {
+                    record,
+                    created: true,
+                })
+            }
             PutOutcome::Unchanged(existing) => Ok(Stored {
                 record: existing,
                 created: false,
@@ -503,9 +573,18 @@ impl Components {
     }
 
     pub fn delete(&self, key: &ComponentKey) -> Result<Record> {
-        self.index
+        let rec = self
+            .index
             .remove(key)?
-            .ok_or_else(|| ComponentError::NotFound(key.clone()))
+            .ok_or_else(|| ComponentError::NotFound(key.clone()))?;
+        self.copies.remove(key);
+        Ok(rec)
+    }
+
+    /// The record copies kept beside the blobs (for images, `verify`,
+    /// `reindex`).
+    pub fn copies(&self) -> &RecordCopies {
+        &self.copies
     }
 
     /// Those of `keys` that are not stored.

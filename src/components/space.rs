@@ -9,9 +9,11 @@ impl Components {
     /// Whether the store can take writes: the index answers, scratch space
     /// takes a file, and at least `min_free_bytes` are free.
     pub fn ready(&self) -> std::result::Result<(), String> {
+        self.index.ping().map_err(|e| format!("index: {e}"))?;
         self.index
             .meta("readyz")
             .map_err(|e| format!("index: {e}"))?;
+        self.blobs.ping().map_err(|e| format!("blob store: {e}"))?;
         drop(
             self.scratch
                 .temp_file()
@@ -61,6 +63,15 @@ impl Components {
     pub fn ensure_room(&self) -> Result<()> {
         self.room_for(0)
             .map_err(|(free, floor)| ComponentError::NoRoom { free, floor })
+    }
+
+    /// How often the metrics may walk the store for [`Components::stats`]:
+    /// listing a bucket is slower than a directory.
+    pub fn stats_refresh(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self.cfg.storage.kind {
+            crate::config::StorageKind::Local => 10,
+            _ => 300,
+        })
     }
 
     /// Blob and component counts (for the metrics; walks the store).

@@ -20,6 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (a busy service).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -28,13 +30,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    /// The same, answered with `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// 503: the index names a blob the store no longer holds (lost behind
+    /// the service's back); never answered as a truncated 200.
+    pub fn blob_lost() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "blob_lost",
+            "the stored tarball is missing from the blob store; an operator must restore it or \
+             rebuild the component (`artifact-store verify` lists what is lost)",
+        )
     }
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
@@ -102,6 +120,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             b.insert_header(("WWW-Authenticate", "Bearer"));
         }
+        if let Some(secs) = self.retry_after {
+            b.insert_header(("Retry-After", secs.to_string()));
+        }
         b.json(ErrorBody::new(self.code, self.message.clone()))
     }
 }
@@ -151,9 +172,9 @@ impl From<ComponentError> for ApiError {
                 "insufficient_storage",
                 msg,
             ),
-            E::BlobLost(_) => {
-                tracing::error!("{msg}");
-                ApiError::not_found(msg)
+            E::BlobLost(h) => {
+                tracing::error!(blob = %h, "{msg}");
+                ApiError::blob_lost()
             }
             E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
             E::ChecksumMismatch { .. } => {
@@ -163,6 +184,7 @@ impl From<ComponentError> for ApiError {
             E::BlobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "blob_not_found", msg),
             E::BadRequest(_) => ApiError::bad_request(msg),
             E::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
+            E::Busy(_) => ApiError::new(StatusCode::CONFLICT, "busy", msg),
         }
     }
 }
@@ -195,6 +217,9 @@ impl From<crate::build::closure::ResolveError> for ApiError {
             R::Cycle(_) => ApiError::new(StatusCode::CONFLICT, "dependency_cycle", msg),
             R::LockMismatch(_) => ApiError::new(StatusCode::CONFLICT, "lock_mismatch", msg),
             R::Invalid(_) => ApiError::bad_request(msg),
+            R::Busy(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg).retry_after(5)
+            }
             R::Source(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unresolvable", msg),
             R::Internal(_) => ApiError::internal(msg),
         }

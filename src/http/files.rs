@@ -1,9 +1,11 @@
-//! Serving a blob file: streamed as 2 MiB mmap windows prepared on a
-//! blocking thread (never held in memory), with `ETag`/`If-None-Match`, single `Range`
-//! requests, `Content-Length`, and HEAD without reading the file.
+//! Serving a blob: a local file streamed as 2 MiB mmap windows prepared on
+//! a blocking thread, or a blob held elsewhere (object storage) streamed
+//! from a ranged read, or a `307` to a presigned URL of the object store;
+//! never held in memory. `ETag`/`If-None-Match`, single `Range` requests,
+//! `Content-Length`, and HEAD without reading the blob.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -21,7 +23,6 @@ const CHUNK: usize = 2 << 20;
 
 /// What to serve and how to label it.
 pub struct FileSpec {
-    pub path: PathBuf,
     /// The blob's blake3 (hex), used as the strong ETag.
     pub etag: String,
     pub content_type: &'static str,
@@ -31,17 +32,89 @@ pub struct FileSpec {
     pub immutable: bool,
 }
 
-pub fn serve(req: &HttpRequest, spec: FileSpec) -> Result<HttpResponse, ApiError> {
-    let file = File::open(&spec.path).map_err(|e| {
+/// Opens `count` bytes from `start` of a blob held elsewhere (blocking).
+pub type Opener = Box<dyn FnOnce(u64, u64) -> Result<Box<dyn Read + Send>, ApiError> + Send>;
+
+/// Serves a local file with mmap windows.
+pub fn serve(req: &HttpRequest, path: PathBuf, spec: FileSpec) -> Result<HttpResponse, ApiError> {
+    let file = File::open(&path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            ApiError::not_found("the blob is missing from the store (run `artifact-store verify`)")
+            ApiError::blob_lost()
         } else {
-            ApiError::internal(format!("{}: {e}", spec.path.display()))
+            ApiError::internal(format!("{}: {e}", path.display()))
         }
     })?;
     let len = file.metadata().map_err(ApiError::internal)?.len();
-    let etag = format!("\"{}\"", spec.etag);
+    let (mut b, start, count) = match headers(req, &spec, len) {
+        Prepared::Done(r) => return Ok(r),
+        Prepared::Send(b, s, c) => (b, s, c),
+    };
+    if req.method() == Method::HEAD {
+        return Ok(b.body(SizedStream::new(count, Lazy::empty())));
+    }
+    Ok(b.body(SizedStream::new(count, Lazy::file(file, start, count))))
+}
 
+/// Serves a blob of `len` bytes held elsewhere (object storage), read
+/// through `open`; the read starts before the answer does, so a blob the
+/// store lost is an error answer, never a truncated 200.
+pub async fn serve_reader(
+    req: &HttpRequest,
+    len: u64,
+    open: Opener,
+    spec: FileSpec,
+) -> Result<HttpResponse, ApiError> {
+    let (mut b, start, count) = match headers(req, &spec, len) {
+        Prepared::Done(r) => return Ok(r),
+        Prepared::Send(b, s, c) => (b, s, c),
+    };
+    if req.method() == Method::HEAD {
+        return Ok(b.body(SizedStream::new(count, Lazy::empty())));
+    }
+    let reader = tokio::task::spawn_blocking(move || open(start, count))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(b.body(SizedStream::new(count, Lazy::reader(reader, count))))
+}
+
+/// A `307` to `url` (a presigned URL of the object store), unless the
+/// client's copy is current (`304`). The ETag is ours (the blake3).
+pub fn redirect(req: &HttpRequest, etag: &str, url: &str) -> HttpResponse {
+    let etag = format!("\"{etag}\"");
+    if not_modified(req, &etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish();
+    }
+    HttpResponse::TemporaryRedirect()
+        .insert_header((header::LOCATION, url))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "private, no-store"))
+        .finish()
+}
+
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|inm| {
+            inm.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == "*" || t == etag || t.trim_matches('"') == etag.trim_matches('"'))
+        })
+}
+
+enum Prepared {
+    /// Answer this (304, 416).
+    Done(HttpResponse),
+    /// Send `count` bytes from `start` with these headers.
+    Send(actix_web::HttpResponseBuilder, u64, u64),
+}
+
+/// Status and headers for serving `len` bytes: ETag, conditional request,
+/// content type and disposition, a single range.
+fn headers(req: &HttpRequest, spec: &FileSpec, len: u64) -> Prepared {
+    let etag = format!("\"{}\"", spec.etag);
     let mut b = HttpResponse::build(StatusCode::OK);
     b.insert_header((header::ETAG, etag.as_str()))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
@@ -53,21 +126,9 @@ pub fn serve(req: &HttpRequest, spec: FileSpec) -> Result<HttpResponse, ApiError
                 "no-cache"
             },
         ));
-
-    if let Some(inm) = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        let hit = inm
-            .split(',')
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == etag || t.trim_matches('"') == spec.etag);
-        if hit {
-            return Ok(b.status(StatusCode::NOT_MODIFIED).finish());
-        }
+    if not_modified(req, &etag) {
+        return Prepared::Done(b.status(StatusCode::NOT_MODIFIED).finish());
     }
-
     b.insert_header((header::CONTENT_TYPE, spec.content_type));
     if let Some(name) = &spec.filename {
         b.insert_header((
@@ -75,7 +136,6 @@ pub fn serve(req: &HttpRequest, spec: FileSpec) -> Result<HttpResponse, ApiError
             format!("attachment; filename=\"{name}\""),
         ));
     }
-
     let (start, count) = match req
         .headers()
         .get(header::RANGE)
@@ -89,21 +149,19 @@ pub fn serve(req: &HttpRequest, spec: FileSpec) -> Result<HttpResponse, ApiError
                 (s, e - s + 1)
             }
             RangeSpec::Unsatisfiable => {
-                return Ok(HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
-                    .json(crate::api::ErrorBody::new(
-                        "range_not_satisfiable",
-                        format!("range {r} is outside the {len} bytes of this file"),
-                    )))
+                return Prepared::Done(
+                    HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")))
+                        .json(crate::api::ErrorBody::new(
+                            "range_not_satisfiable",
+                            format!("range {r} is outside the {len} bytes of this file"),
+                        )),
+                )
             }
         },
         _ => (0, len),
     };
-
-    if req.method() == Method::HEAD {
-        return Ok(b.body(SizedStream::new(count, LazyFile::empty())));
-    }
-    Ok(b.body(SizedStream::new(count, LazyFile::new(file, start, count))))
+    Prepared::Send(b, start, count)
 }
 
 /// `If-Range` absent, or naming our ETag.
@@ -164,17 +222,28 @@ fn parse_range(h: &str, len: u64) -> RangeSpec {
     }
 }
 
-/// A file body that starts reading (on a blocking thread) only when first
+/// A body that starts reading (on a blocking thread) only when first
 /// polled, so a HEAD answer or a dropped connection reads nothing.
-struct LazyFile {
-    pending: Option<(File, u64, u64)>,
+struct Lazy {
+    pending: Option<Source>,
     rx: Option<mpsc::Receiver<io::Result<Bytes>>>,
 }
 
-impl LazyFile {
-    fn new(f: File, start: u64, count: u64) -> Self {
+enum Source {
+    File(File, u64, u64),
+    Reader(Box<dyn Read + Send>, u64),
+}
+
+impl Lazy {
+    fn file(f: File, start: u64, count: u64) -> Self {
         Self {
-            pending: Some((f, start, count)),
+            pending: Some(Source::File(f, start, count)),
+            rx: None,
+        }
+    }
+    fn reader(r: Box<dyn Read + Send>, count: u64) -> Self {
+        Self {
+            pending: Some(Source::Reader(r, count)),
             rx: None,
         }
     }
@@ -219,13 +288,52 @@ fn read_loop(f: File, start: u64, left: u64, tx: mpsc::Sender<io::Result<Bytes>>
     }
 }
 
-impl Stream for LazyFile {
+/// Sends exactly `left` bytes of a reader in chunks; a reader that ends
+/// early is an error (the connection is cut, never a short 200).
+fn copy_loop(mut r: Box<dyn Read + Send>, mut left: u64, tx: mpsc::Sender<io::Result<Bytes>>) {
+    const READ: usize = 1 << 20;
+    while left > 0 {
+        let want = left.min(READ as u64) as usize;
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            match r.read(&mut buf[got..]) {
+                Ok(0) => {
+                    let _ = tx.blocking_send(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the blob store sent fewer bytes than the blob holds",
+                    )));
+                    return;
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+        left -= want as u64;
+        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            return; // client went away
+        }
+    }
+}
+
+impl Stream for Lazy {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some((f, start, count)) = self.pending.take() {
-            let (tx, rx) = mpsc::channel(2);
-            tokio::task::spawn_blocking(move || read_loop(f, start, count, tx));
+        if let Some(src) = self.pending.take() {
+            let (tx, rx) = mpsc::channel(4);
+            match src {
+                Source::File(f, start, count) => {
+                    tokio::task::spawn_blocking(move || read_loop(f, start, count, tx));
+                }
+                Source::Reader(r, count) => {
+                    tokio::task::spawn_blocking(move || copy_loop(r, count, tx));
+                }
+            }
             self.rx = Some(rx);
         }
         match self.rx.as_mut() {

@@ -263,30 +263,39 @@ pub async fn component(
         Encoding::Zstd => (blocking(move || c.record_blob(&r)).await?, ZSTD),
         Encoding::Gzip => (blocking(move || c.gzip_blob(&r.blake3)).await?, GZIP),
     };
-    blob_file(req, blob, content_type, Some(filename), false)
+    blob_file(req, blob, content_type, Some(filename), false).await
 }
 
-/// Serves a blob handed out by the domain.
-pub fn blob_file(
+/// Serves a blob handed out by the domain: its local file, a `307` to the
+/// object store (`storage.redirect`, GET only: HEAD is answered here), or
+/// streamed from the store.
+pub async fn blob_file(
     req: &HttpRequest,
     blob: BlobHandle,
     content_type: &'static str,
     filename: Option<String>,
     immutable: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let path = blob
-        .local
-        .ok_or_else(|| ApiError::internal("this blob store has no local file to serve"))?;
-    files::serve(
-        req,
-        FileSpec {
-            path,
-            etag: blob.hash,
-            content_type,
-            filename,
-            immutable,
-        },
-    )
+    let spec = FileSpec {
+        etag: blob.hash.clone(),
+        content_type,
+        filename,
+        immutable,
+    };
+    if let Some(path) = blob.local {
+        return files::serve(req, path, spec);
+    }
+    if let (Some(ttl), true) = (blob.redirect, req.method() == actix_web::http::Method::GET) {
+        let (reader, name) = (blob.reader.clone(), spec.filename.clone());
+        let url = blocking(move || reader.presign(name.as_deref(), ttl)).await?;
+        if let Some(url) = url {
+            return Ok(files::redirect(req, &blob.hash, &url));
+        }
+    }
+    let reader = blob.reader;
+    let open: files::Opener =
+        Box::new(move |start, len| reader.open(start, len).map_err(ApiError::from));
+    files::serve_reader(req, blob.size, open, spec).await
 }
 
 /// Rendered answers by key, each valid while the index holds the same

@@ -23,6 +23,7 @@ use chrono::Utc;
 use tempfile::TempDir;
 
 use crate::build::Submitted;
+use crate::components::RecordCopies;
 use crate::config::Config;
 use crate::index::{Index, RawRecord};
 use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
@@ -119,17 +120,25 @@ pub struct Images {
     scratch: Scratch,
     jobs: Jobs,
     cfg: Arc<Config>,
+    copies: RecordCopies,
     /// One build per image key at a time, in request order.
     locks: Arc<std::sync::Mutex<std::collections::HashMap<ImageKey, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Images {
-    pub fn new(index: Arc<dyn Index>, scratch: Scratch, jobs: Jobs, cfg: Arc<Config>) -> Self {
+    pub fn new(
+        index: Arc<dyn Index>,
+        scratch: Scratch,
+        jobs: Jobs,
+        cfg: Arc<Config>,
+        copies: RecordCopies,
+    ) -> Self {
         Self {
             index,
             scratch,
             jobs,
             cfg,
+            copies,
             locks: Default::default(),
         }
     }
@@ -376,11 +385,15 @@ impl Images {
             built_by: who,
             location: location.into(),
         };
-        let (index, r) = (self.index.clone(), rec.clone());
-        tokio::task::spawn_blocking(move || index.put_image(&r))
-            .await
-            .map_err(|e| ctx.fail(e.to_string()))?
-            .map_err(|e| ctx.fail(e.to_string()))?;
+        let (index, r, copies) = (self.index.clone(), rec.clone(), self.copies.clone());
+        tokio::task::spawn_blocking(move || {
+            index.put_image(&r)?;
+            copies.write_image(&r);
+            Ok::<_, crate::index::IndexError>(())
+        })
+        .await
+        .map_err(|e| ctx.fail(e.to_string()))?
+        .map_err(|e| ctx.fail(e.to_string()))?;
         Ok(rec)
     }
 

@@ -118,7 +118,25 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The blobs a server stores: files under `data/blobs`, or the objects of
+/// its bucket (as `blobs/<2 hex>/<blake3>`) on S3.
 pub fn blob_files(s: &Server) -> Vec<PathBuf> {
+    #[cfg(feature = "s3")]
+    if let Some(t) = &s.bucket {
+        use artifact_store::store::BlobStore;
+        let store = artifact_store::store::s3::S3Blobs::open(&t.config("")).expect("the bucket");
+        let mut out: Vec<PathBuf> = store
+            .list()
+            .expect("list the bucket")
+            .into_iter()
+            .map(|b| {
+                let h = b.hash.to_hex();
+                PathBuf::from(format!("blobs/{}/{h}", &h[..2]))
+            })
+            .collect();
+        out.sort();
+        return out;
+    }
     files_under(&data_dir(s).join("blobs"))
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pg;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod tars;
@@ -54,7 +55,71 @@ pub struct Server {
     pub dir: PathBuf,
     /// Lines the server printed on stdout before "listening on".
     pub banner: Vec<String>,
+    /// The bucket holding its blobs, when it runs on S3 + PostgreSQL.
+    #[cfg(feature = "s3")]
+    pub bucket: Option<s3::S3Target>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// Which storage the servers a test starts use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Local blobs + sled (the defaults).
+    Default,
+    /// Blobs in a real S3 server (SeaweedFS), the index in a real
+    /// PostgreSQL: a fresh bucket and database per server directory.
+    S3Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Default) };
+}
+
+/// Runs a test body with the servers it starts on `b` (one parameterised
+/// suite: the same test, another storage).
+pub fn on_backend(b: Backend, test: impl FnOnce()) {
+    BACKEND.with(|c| c.set(b));
+    test();
+    BACKEND.with(|c| c.set(Backend::Default));
+}
+
+pub fn backend() -> Backend {
+    BACKEND.with(|c| c.get())
+}
+
+/// The `[storage]`/`[index]` settings of a server directory on the
+/// S3 + PostgreSQL backend: made once per directory (a fresh bucket and
+/// database), kept in it so a restart finds the same data.
+#[cfg(feature = "s3")]
+fn shared_backend(dir: &Path) -> (String, s3::S3Target) {
+    let saved = dir.join("backend.json");
+    let (t, db) = match std::fs::read(&saved) {
+        Ok(v) => {
+            let v: serde_json::Value = serde_json::from_slice(&v).expect("backend.json");
+            let t = s3::S3Target {
+                endpoint: v["endpoint"].as_str().unwrap_or_default().into(),
+                bucket: v["bucket"].as_str().unwrap_or_default().into(),
+                access_key: v["access_key"].as_str().unwrap_or_default().into(),
+                secret_key: v["secret_key"].as_str().unwrap_or_default().into(),
+            };
+            (t, v["db"].as_str().unwrap_or_default().to_owned())
+        }
+        Err(_) => {
+            let t = s3::seaweedfs().bucket();
+            let db = pg::database();
+            let v = serde_json::json!({
+                "endpoint": t.endpoint, "bucket": t.bucket, "access_key": t.access_key,
+                "secret_key": t.secret_key, "db": db,
+            });
+            std::fs::write(&saved, v.to_string()).expect("write backend.json");
+            (t, db)
+        }
+    };
+    let toml = format!(
+        "\n{}\n[index]\nkind = \"postgres\"\nurl = \"{db}\"\n",
+        s3::seaweedfs().config_toml(&t)
+    );
+    (toml, t)
 }
 
 impl Server {
@@ -95,7 +160,15 @@ impl Server {
     /// As [`Server::start_in_env`], the binary run through `wrapper` (e.g.
     /// `setpriv --reuid 65534 ...` to run as another user).
     pub fn start_as(dir: &Path, config: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
-        std::fs::write(dir.join("config.toml"), config).expect("write config");
+        #[cfg(feature = "s3")]
+        let (config, bucket) = match backend() {
+            Backend::S3Postgres if !config.contains("[storage]") => {
+                let (extra, t) = shared_backend(dir);
+                (format!("{config}{extra}"), Some(t))
+            }
+            _ => (config.to_owned(), None),
+        };
+        std::fs::write(dir.join("config.toml"), &config).expect("write config");
         let bin = env!("CARGO_BIN_EXE_artifact-store");
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
@@ -142,6 +215,8 @@ impl Server {
             base,
             dir: dir.to_owned(),
             banner,
+            #[cfg(feature = "s3")]
+            bucket,
             _tmp: None,
         }
     }

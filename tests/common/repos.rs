@@ -12,6 +12,8 @@ pub struct Repos {
     pub root: PathBuf,
     daemon: Option<Child>,
     pub port: u16,
+    /// `git daemon --verbose`'s log, when started with [`Repos::serve_logged`].
+    log: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
 
@@ -66,6 +68,7 @@ impl Repos {
             root,
             daemon: None,
             port: 0,
+            log: None,
             _tmp: tmp,
         }
     }
@@ -92,21 +95,58 @@ impl Repos {
 
     /// Starts `git daemon` exporting every repo, on a free loopback port.
     pub fn serve(&mut self) {
+        self.start_daemon(false)
+    }
+
+    /// [`Repos::serve`], logging each request (see [`Repos::fetches`]).
+    pub fn serve_logged(&mut self) {
+        self.start_daemon(true)
+    }
+
+    /// How many fetches (`upload-pack`) of repo `name` the daemon served.
+    pub fn fetches(&self, name: &str) -> usize {
+        let log = self.log.as_ref().expect("call serve_logged() first");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("upload-pack for") && l.contains(&format!("/{name}'")))
+            .count()
+    }
+
+    /// Stops the daemon (repositories can no longer be fetched).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn start_daemon(&mut self, logged: bool) {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("git")
-            .arg("daemon")
+        let mut cmd = Command::new("git");
+        cmd.arg("daemon")
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg(format!("--base-path={}", self.root.display()))
             .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
+            .arg(format!("--port={port}"));
+        let stderr = if logged {
+            cmd.arg("--verbose");
+            let path = self._tmp.path().join("daemon.log");
+            let f = std::fs::File::create(&path).unwrap();
+            self.log = Some(path);
+            Stdio::from(f)
+        } else {
+            Stdio::null()
+        };
+        let child = cmd
             .arg(&self.root)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("git daemon");
         let deadline = Instant::now() + Duration::from_secs(10);

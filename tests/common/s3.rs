@@ -153,6 +153,9 @@ impl SeaweedFs {
             format!("-s3.localSocket={d}/s3.sock"),
             "-s3.port.iceberg=0".into(),
             "-s3.port.lance=0".into(),
+            // each bucket is a collection with volumes of its own: room for
+            // the many buckets a test binary makes
+            "-volume.max=2000".into(),
             "-webdav=false".into(),
             "-admin.ui=false".into(),
             format!("-admin.port={admin}"),

@@ -9,6 +9,7 @@ mod common;
 mod repos;
 
 mod builds;
+mod client;
 mod review;
 mod service;
 mod small;

@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn writes_need_a_key_and_role() {
+pub fn writes_need_a_key_and_role() {
     let s = Server::start();
     let body = tar_gz("1.0", &[("f", b"auth")]);
 
@@ -92,7 +92,7 @@ fn writes_need_a_key_and_role() {
 }
 
 #[test]
-fn anonymous_read_can_be_disabled() {
+pub fn anonymous_read_can_be_disabled() {
     let s = Server::start_with(&config_full("max_upload_bytes = 67108864", false));
     let body = tar_gz("1.0", &[("f", b"private")]);
     let rec = assert_created(&put(&s, "priv/1.0/rocky9", Some(WRITE_KEY), body));
@@ -130,7 +130,7 @@ fn admin_key_in(banner: &[String]) -> Option<String> {
 }
 
 #[test]
-fn first_start_without_keys_generates_an_admin_key_once() {
+pub fn first_start_without_keys_generates_an_admin_key_once() {
     let cfg = "max_upload_bytes = 67108864\n";
     let mut s = Server::start_with(cfg);
     let key = admin_key_in(&s.banner)

@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn bad_names_are_refused() {
+pub fn bad_names_are_refused() {
     let s = Server::start();
     let body = tar_gz("1.0", &[("f", b"x")]);
     for path in [
@@ -66,7 +66,7 @@ fn bad_names_are_refused() {
 }
 
 #[test]
-fn bodies_that_are_not_tarballs_are_refused() {
+pub fn bodies_that_are_not_tarballs_are_refused() {
     let s = Server::start();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("text", b"hello, this is not a tarball at all".to_vec()),
@@ -94,7 +94,7 @@ fn bodies_that_are_not_tarballs_are_refused() {
 }
 
 #[test]
-fn hostile_tarballs_are_refused_and_nothing_stored() {
+pub fn hostile_tarballs_are_refused_and_nothing_stored() {
     let s = Server::start();
     use tar::EntryType as T;
     let outside = format!("/tmp/artifact-store-evil-{}.txt", std::process::id());
@@ -180,7 +180,7 @@ fn hostile_tarballs_are_refused_and_nothing_stored() {
 }
 
 #[test]
-fn upload_limits_answer_413() {
+pub fn upload_limits_answer_413() {
     let s = Server::start_with(&config_full(
         "max_upload_bytes = 4096\nmax_unpacked_bytes = 20000",
         true,
@@ -224,7 +224,7 @@ fn upload_limits_answer_413() {
 }
 
 #[test]
-fn truncated_upload_stores_nothing() {
+pub fn truncated_upload_stores_nothing() {
     let s = Server::start();
     let body = tar_gz("1.0", &[("big.bin", &noise(11, 600_000))]);
     let sent = &body[..200_000];
@@ -272,7 +272,7 @@ fn truncated_upload_stores_nothing() {
 }
 
 #[test]
-fn unknown_routes_and_methods_answer_json() {
+pub fn unknown_routes_and_methods_answer_json() {
     let s = Server::start();
     for path in ["/nope", "/v1", "/v1/components/a/b/c/d/e", "/v1/blobs"] {
         let e = assert_error_answer(&get(&s, path), 404);

@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn checksum_header_checks_the_body_and_deploys_stored_blobs() {
+pub fn checksum_header_checks_the_body_and_deploys_stored_blobs() {
     let s = Server::start();
     let body = tar_gz("5.0", &[("lib.so", &noise(5, 3000))]);
 

@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn download_headers_head_range_and_etag() {
+pub fn download_headers_head_range_and_etag() {
     let s = Server::start();
     let (rec, full) = store(&s, "dl", "1.0", "rocky9", 1);
     let b3 = rec["blake3"].as_str().unwrap().to_owned();
@@ -87,7 +87,7 @@ fn download_headers_head_range_and_etag() {
 }
 
 #[test]
-fn download_as_gzip_has_the_same_files() {
+pub fn download_as_gzip_has_the_same_files() {
     let s = Server::start();
     let body = tar_gz("2.5", &[("a.txt", b"A"), ("d/b.bin", &noise(7, 5000))]);
     let rec = assert_created(&put(&s, "gzc/2.5/rocky9", Some(WRITE_KEY), body));
@@ -123,7 +123,7 @@ fn download_as_gzip_has_the_same_files() {
 }
 
 #[test]
-fn info_and_blob_routes() {
+pub fn info_and_blob_routes() {
     let s = Server::start();
     let (rec, full) = store(&s, "inf", "0.1", "rhel9", 3);
     let b3 = rec["blake3"].as_str().unwrap().to_owned();

@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn data_survives_sigkill_and_restart() {
+pub fn data_survives_sigkill_and_restart() {
     let cfg = config_with_keys("");
     let mut s = Server::start_with(&cfg);
     let (rec, full) = store(&s, "keep", "1.0", "rocky9", 42);
@@ -44,7 +44,7 @@ fn data_survives_sigkill_and_restart() {
 }
 
 #[test]
-fn concurrent_uploads_of_the_same_content_create_once() {
+pub fn concurrent_uploads_of_the_same_content_create_once() {
     let s = Server::start();
     let body = tar_gz("1.0", &[("a", &noise(21, 300_000)), ("b/c", b"c")]);
     let barrier = Arc::new(Barrier::new(8));
@@ -96,7 +96,7 @@ fn concurrent_uploads_of_the_same_content_create_once() {
 }
 
 #[test]
-fn concurrent_uploads_of_different_keys_all_succeed() {
+pub fn concurrent_uploads_of_different_keys_all_succeed() {
     let s = Server::start();
     let barrier = Arc::new(Barrier::new(8));
     let handles: Vec<_> = (0..8u64)
@@ -135,7 +135,7 @@ fn concurrent_uploads_of_different_keys_all_succeed() {
 }
 
 #[test]
-fn crash_mid_upload_leaves_nothing_behind() {
+pub fn crash_mid_upload_leaves_nothing_behind() {
     let cfg = config_with_keys("");
     let mut s = Server::start_with(&cfg);
     let body = tar_gz("1.0", &[("huge.bin", &noise(77, 8 << 20))]);

@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn listing_paging_versions_and_missing() {
+pub fn listing_paging_versions_and_missing() {
     let s = Server::start();
     let keys = [
         ("alpha", "1.0", "rocky9"),

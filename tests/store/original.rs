@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn original_get_component_api() {
+pub fn original_get_component_api() {
     let s = Server::start();
     let body = tar_gz(
         "R4.39",

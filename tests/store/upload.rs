@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-fn put_targz_creates_record_and_canonical_tarball() {
+pub fn put_targz_creates_record_and_canonical_tarball() {
     let s = Server::start();
     let body = tar_gz(
         "R4.39",
@@ -85,7 +85,7 @@ fn put_targz_creates_record_and_canonical_tarball() {
 }
 
 #[test]
-fn put_plain_tar_and_tar_zst_with_x_adbs_identity() {
+pub fn put_plain_tar_and_tar_zst_with_x_adbs_identity() {
     let s = Server::start();
 
     // plain tar without a top-level directory: put under <tag>/
@@ -144,7 +144,7 @@ fn put_plain_tar_and_tar_zst_with_x_adbs_identity() {
 }
 
 #[test]
-fn reupload_of_the_same_content_is_unchanged() {
+pub fn reupload_of_the_same_content_is_unchanged() {
     let s = Server::start();
     let v1 = tar_gz("1.0", &[("a.txt", b"version one"), ("sub/b.txt", b"b")]);
     let rec = assert_created(&put_with(
@@ -177,7 +177,7 @@ fn reupload_of_the_same_content_is_unchanged() {
 }
 
 #[test]
-fn other_content_for_a_tag_conflicts_and_only_admins_overwrite() {
+pub fn other_content_for_a_tag_conflicts_and_only_admins_overwrite() {
     let s = Server::start();
     let v1 = tar_gz("1.0", &[("a.txt", b"version one")]);
     let v2 = tar_gz("1.0", &[("a.txt", b"version two")]);
@@ -226,7 +226,7 @@ fn other_content_for_a_tag_conflicts_and_only_admins_overwrite() {
 }
 
 #[test]
-fn identical_content_under_two_keys_is_stored_once() {
+pub fn identical_content_under_two_keys_is_stored_once() {
     let s = Server::start();
     let body = tar_gz("3.1", &[("x.txt", b"shared"), ("y/z.txt", b"zzz")]);
     let a = assert_created(&put(&s, "one/3.1/rocky9", Some(WRITE_KEY), body.clone()));
@@ -243,7 +243,7 @@ fn identical_content_under_two_keys_is_stored_once() {
 }
 
 #[test]
-fn architecture_is_case_insensitive() {
+pub fn architecture_is_case_insensitive() {
     let s = Server::start();
     let body = tar_gz("1.0", &[("f", b"case")]);
     let rec = assert_created(&put(&s, "casey/1.0/ROCKY9", Some(WRITE_KEY), body.clone()));

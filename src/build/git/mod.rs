@@ -1,21 +1,28 @@
 //! Sources from git (git2, no child processes): checking out a tag, a
 //! branch or a commit into a work tree, through the clone cache (`cache`),
 //! with mirror rewrites and the URL policy (`url`), and the submodules the
-//! commit pins, recursively, each through the same policy and cache.
+//! commit pins, recursively, each through the same policy and cache, and
+//! each commit's tree checked before it is written (`tree`). Resolving
+//! reads a recipe straight from a mirror's tree, with no work tree and no
+//! submodules.
+//!
+//! Network errors are logged, not answered: a caller learns that a fetch
+//! failed, not whether a port was closed or what a server said.
 
 pub mod cache;
+pub mod tree;
 pub mod url;
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use git2::build::{CheckoutBuilder, CloneLocal, RepoBuilder};
-use git2::{
-    Cred, CredentialType, Direction, FetchOptions, ObjectType, RemoteCallbacks, Repository,
-};
+use git2::{Cred, CredentialType, Direction, ObjectType, RemoteCallbacks, Repository};
 
 pub use url::check_url;
 
+use crate::build::recipe::{DETECTED_BUILDS, MAX_RECIPE_BYTES, RECIPE_FILES};
 use crate::model::{RefKind, SubmodulePin};
 use crate::store::beneath;
 
@@ -33,13 +40,60 @@ pub struct Checkout {
     pub submodules: Vec<SubmodulePin>,
 }
 
+/// A recipe read from a commit's tree (no work tree).
+#[derive(Debug, Clone)]
+pub struct TreeRecipe {
+    /// The full commit id the reference named.
+    pub commit: String,
+    /// The recipe file's path in the tree and its text, when there is one.
+    pub file: Option<(String, String)>,
+    /// A file a build can be detected from is at the tree's root.
+    pub detectable: bool,
+}
+
 /// How sources are fetched: the URL policy, mirror rewrites, the clone
-/// cache, the submodule depth.
+/// cache, the submodule bounds.
 pub struct Git {
     pub allow_local: bool,
     pub rewrites: BTreeMap<String, String>,
     pub cache: Option<cache::Cache>,
     pub submodule_depth: u32,
+    /// Submodules one checkout may hold, every depth together.
+    pub max_submodules: usize,
+    /// Hosts submodules may use besides their parent's (`url::check_submodule_host`).
+    pub allowed_hosts: Vec<String>,
+    /// Fetches outside the cache (`build.git.cache = false`).
+    pub limits: cache::Limits,
+    /// Where fetches outside the cache go (`data/tmp`).
+    pub tmp_dir: PathBuf,
+}
+
+/// Sets libgit2's network timeouts (process-wide): a server must accept a
+/// connection within `connect` and may stay silent for `idle`.
+pub fn set_timeouts(connect: Duration, idle: Duration) {
+    let ms = |d: Duration| d.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: plain integer options of libgit2, set before and between fetches.
+    let r = unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect))
+            .and_then(|_| git2::opts::set_server_timeout_in_milliseconds(ms(idle)))
+    };
+    if let Err(e) = r {
+        tracing::warn!("cannot set git network timeouts: {}", e.message());
+    }
+}
+
+/// `msg` without the path of `dir` (an absolute path under the data
+/// directory is nobody's business).
+fn hide_path(msg: String, dir: &Path) -> String {
+    let d = dir.display().to_string();
+    if d.is_empty() {
+        return msg;
+    }
+    msg.replace(&format!("{d}/"), "").replace(&d, ".")
+}
+
+fn hexish(reference: &str) -> bool {
+    (7..=40).contains(&reference.len()) && reference.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 impl Git {
@@ -57,6 +111,17 @@ impl Git {
         dest: &Path,
         log: &dyn Fn(&str),
     ) -> Result<Checkout, String> {
+        self.checkout_in(url, reference, dest, log)
+            .map_err(|e| hide_path(e, dest))
+    }
+
+    fn checkout_in(
+        &self,
+        url: &str,
+        reference: &str,
+        dest: &Path,
+        log: &dyn Fn(&str),
+    ) -> Result<Checkout, String> {
         check_url(url, self.allow_local)?;
         let used = self.fetch_url(url);
         if used != url {
@@ -65,13 +130,14 @@ impl Git {
             ));
         }
         let repo = self.clone_into(&used, dest, log)?;
-        let (obj, kind) = resolve(&repo, reference)
+        let (obj, kind) = resolve(&repo, reference, "refs/remotes/origin/")
             .ok_or_else(|| format!("{url} has no tag, branch or commit named '{reference}'"))?;
         let commit = obj
             .peel_to_commit()
             .map_err(|e| format!("'{reference}' is not a commit: {}", e.message()))?;
-        checkout_commit(&repo, &commit, reference)?;
-        let submodules = self.submodules(dest, url, &commit, 1, "", log)?;
+        checkout_commit(&repo, &commit, &format!("{reference} of {url}"))?;
+        let mut count = 0usize;
+        let submodules = self.submodules(dest, url, &commit, 1, "", &mut count, log)?;
         Ok(Checkout {
             commit: commit.id().to_string(),
             time: commit.time().seconds(),
@@ -81,36 +147,103 @@ impl Git {
         })
     }
 
-    /// A full clone of `url` at `dest`: copied from the cached mirror (only
-    /// new objects fetched), or straight from `url` without a cache.
+    /// A full clone of `url` at `dest`, nothing checked out yet: copied
+    /// from the cached mirror (only new objects fetched), or from a mirror
+    /// fetched for this clone alone without a cache.
     fn clone_into(&self, url: &str, dest: &Path, log: &dyn Fn(&str)) -> Result<Repository, String> {
+        let clone = |mirror: &Path| {
+            let mut nothing = CheckoutBuilder::new();
+            nothing.dry_run();
+            let repo = RepoBuilder::new()
+                .clone_local(CloneLocal::NoLinks)
+                .with_checkout(nothing)
+                .clone(&mirror.to_string_lossy(), dest)
+                .map_err(|e| {
+                    tracing::error!("copy of the mirror of {url}: {}", e.message());
+                    format!(
+                        "cannot copy {url} from its mirror (the details are in the service's log)"
+                    )
+                })?;
+            let _ = repo.remote_set_url("origin", url);
+            Ok(repo)
+        };
         match &self.cache {
             Some(cache) => {
-                let (lease, _) = cache.update(url, callbacks(), log)?;
-                let mirror = lease.path.to_string_lossy().into_owned();
-                let repo = RepoBuilder::new()
-                    .clone_local(CloneLocal::NoLinks)
-                    .clone(&mirror, dest)
-                    .map_err(|e| {
-                        format!("checkout from the clone cache of {url}: {}", e.message())
-                    })?;
-                drop(lease);
-                let _ = repo.remote_set_url("origin", url);
-                Ok(repo)
+                let (lease, _) = cache.update(url, callbacks(), None, log)?;
+                clone(&lease.path)
             }
             None => {
-                let mut fetch = FetchOptions::new();
-                fetch.remote_callbacks(callbacks());
-                RepoBuilder::new()
-                    .fetch_options(fetch)
-                    .clone(url, dest)
-                    .map_err(|e| format!("cannot clone {url}: {}", e.message()))
+                let tmp = self.tmp_mirror()?;
+                self.limits.check_room()?;
+                cache::fetch(tmp.path(), url, callbacks(), &self.limits)
+                    .map_err(|e| e.to_string())?;
+                clone(tmp.path())
+            }
+        }
+    }
+
+    fn tmp_mirror(&self) -> Result<tempfile::TempDir, String> {
+        std::fs::create_dir_all(&self.tmp_dir)
+            .and_then(|_| {
+                tempfile::Builder::new()
+                    .prefix("git-")
+                    .tempdir_in(&self.tmp_dir)
+            })
+            .map_err(|e| {
+                tracing::error!("git temp dir: {e}");
+                "cannot make a temporary directory for a fetch (the details are in the service's log)".to_owned()
+            })
+    }
+
+    /// The recipe of `url` at `reference`, read from the commit's tree in
+    /// a mirror: no work tree, no submodules. A commit id the cached
+    /// mirror already has is read without a fetch (commits never change);
+    /// a mirror fetched within `fresh` is used as it is.
+    pub fn read_recipe(
+        &self,
+        url: &str,
+        reference: &str,
+        fresh: Duration,
+    ) -> Result<TreeRecipe, String> {
+        check_url(url, self.allow_local)?;
+        let used = self.fetch_url(url);
+        let missing = || format!("{url} has no tag, branch or commit named '{reference}'");
+        let log = |l: &str| tracing::debug!("{l}");
+        match &self.cache {
+            Some(cache) => {
+                if hexish(reference) {
+                    if let Some(lease) = cache.existing(&used)? {
+                        let repo = open_mirror(&lease.path)?;
+                        let named = resolve(&repo, reference, "refs/heads/")
+                            .is_some_and(|(_, k)| k != RefKind::Commit);
+                        if !named {
+                            if let Some((obj, _)) = resolve(&repo, reference, "refs/heads/") {
+                                return recipe_of(&repo, &obj, url, reference);
+                            }
+                        }
+                    }
+                }
+                let (lease, _) = cache.update(&used, callbacks(), Some(fresh), &log)?;
+                let repo = open_mirror(&lease.path)?;
+                let (obj, _) = resolve(&repo, reference, "refs/heads/").ok_or_else(missing)?;
+                recipe_of(&repo, &obj, url, reference)
+            }
+            None => {
+                let tmp = self.tmp_mirror()?;
+                self.limits.check_room()?;
+                cache::fetch(tmp.path(), &used, callbacks(), &self.limits)
+                    .map_err(|e| e.to_string())?;
+                let repo = open_mirror(tmp.path())?;
+                let (obj, _) = resolve(&repo, reference, "refs/heads/").ok_or_else(missing)?;
+                recipe_of(&repo, &obj, url, reference)
             }
         }
     }
 
     /// Checks out the submodules `commit` pins (per `.gitmodules`), each at
-    /// the pinned commit, recursively up to `submodule_depth` levels.
+    /// the pinned commit, recursively up to `submodule_depth` levels and
+    /// `max_submodules` in all (`count` so far); each URL must pass the
+    /// URL policy and the host policy (`url::check_submodule_host`).
     #[allow(clippy::too_many_arguments)]
     fn submodules(
         &self,
@@ -119,6 +252,7 @@ impl Git {
         commit: &git2::Commit<'_>,
         depth: u32,
         prefix: &str,
+        count: &mut usize,
         log: &dyn Fn(&str),
     ) -> Result<Vec<SubmodulePin>, String> {
         let declared = read_gitmodules(workdir)?;
@@ -150,9 +284,18 @@ impl Git {
             if entry.kind() != Some(ObjectType::Commit) {
                 return Err(format!("{shown}: the commit pins no submodule at {path}"));
             }
+            *count += 1;
+            if *count > self.max_submodules {
+                return Err(format!(
+                    "more than {} submodules in one checkout (build.git.max_submodules), at {shown}",
+                    self.max_submodules
+                ));
+            }
             let pinned = entry.id();
             let written = url::resolve_relative(parent_url, &raw_url);
             check_url(&written, self.allow_local).map_err(|e| format!("{shown}: {e}"))?;
+            url::check_submodule_host(&written, parent_url, &self.allowed_hosts, &self.rewrites)
+                .map_err(|e| format!("{shown}: {e}"))?;
             let used = self.fetch_url(&written);
             log(&format!(
                 "{shown}: {written}{} at {pinned}",
@@ -172,13 +315,14 @@ impl Git {
                 Err(e) => return Err(format!("{shown}: {e}")),
             }
             let dest = workdir.join(rel);
-            let sub = self
-                .clone_into(&used, &dest, log)
-                .map_err(|e| format!("{shown} from {written}: {e}"))?;
+            let sub = self.clone_into(&used, &dest, log).map_err(|e| {
+                tracing::warn!("{shown} from {written}: {e}");
+                format!("cannot fetch {shown} from {written} (as written in .gitmodules)")
+            })?;
             let c = sub.find_commit(pinned).map_err(|_| {
                 format!("{shown}: {written} has no commit {pinned} (the parent pins it)")
             })?;
-            checkout_commit(&sub, &c, &pinned.to_string())?;
+            checkout_commit(&sub, &c, &shown)?;
             let here = format!("{prefix}{path}");
             pins.push(SubmodulePin {
                 path: here.clone(),
@@ -186,15 +330,112 @@ impl Git {
                 fetched_from: (used != written).then_some(used),
                 commit: pinned.to_string(),
             });
-            let inner =
-                self.submodules(&dest, &written, &c, depth + 1, &format!("{here}/"), log)?;
+            let inner = self.submodules(
+                &dest,
+                &written,
+                &c,
+                depth + 1,
+                &format!("{here}/"),
+                count,
+                log,
+            )?;
             pins.extend(inner);
         }
         Ok(pins)
     }
 }
 
+fn open_mirror(path: &Path) -> Result<Repository, String> {
+    Repository::open_bare(path).map_err(|e| {
+        tracing::error!("open mirror {}: {}", path.display(), e.message());
+        "cannot open a mirror of the clone cache (the details are in the service's log)".to_owned()
+    })
+}
+
+/// The recipe in the tree of the commit `obj` names.
+fn recipe_of(
+    repo: &Repository,
+    obj: &git2::Object<'_>,
+    url: &str,
+    reference: &str,
+) -> Result<TreeRecipe, String> {
+    let commit = obj
+        .peel_to_commit()
+        .map_err(|e| format!("'{reference}' of {url} is not a commit: {}", e.message()))?;
+    let tree = commit
+        .tree()
+        .map_err(|e| format!("{url} at {reference}: reading the tree: {}", e.message()))?;
+    let detectable = DETECTED_BUILDS.iter().any(|(f, _)| {
+        tree.get_name(f)
+            .is_some_and(|e| e.kind() == Some(ObjectType::Blob))
+    });
+    let mut file = None;
+    for name in RECIPE_FILES {
+        if let Some(text) =
+            blob_at(repo, &tree, name).map_err(|e| format!("{url} at {reference}: {name}: {e}"))?
+        {
+            file = Some((name.to_owned(), text));
+            break;
+        }
+    }
+    Ok(TreeRecipe {
+        commit: commit.id().to_string(),
+        file,
+        detectable,
+    })
+}
+
+/// The text of the regular file at `path` in `tree`, symlinks followed
+/// inside the tree (never above its root); `None` when there is none.
+fn blob_at(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Result<Option<String>, String> {
+    let mut at = PathBuf::from(path);
+    for _ in 0..8 {
+        let Ok(entry) = tree.get_path(&at) else {
+            return Ok(None);
+        };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Ok(None);
+        }
+        let blob = repo
+            .find_blob(entry.id())
+            .map_err(|e| format!("cannot read it: {}", e.message()))?;
+        if entry.filemode() == 0o120000 {
+            let target = String::from_utf8_lossy(blob.content()).into_owned();
+            let mut parts: Vec<String> = at
+                .parent()
+                .map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            if target.starts_with('/') {
+                return Err("a symbolic link out of the repository".into());
+            }
+            for c in target.split('/') {
+                match c {
+                    "" | "." => {}
+                    ".." => {
+                        parts
+                            .pop()
+                            .ok_or_else(|| "a symbolic link out of the repository".to_owned())?;
+                    }
+                    n => parts.push(n.to_owned()),
+                }
+            }
+            at = parts.iter().collect();
+            continue;
+        }
+        if blob.size() as u64 > MAX_RECIPE_BYTES {
+            return Err(format!(
+                "{} bytes; a recipe may have at most {MAX_RECIPE_BYTES}",
+                blob.size()
+            ));
+        }
+        return Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()));
+    }
+    Err("too many levels of symbolic links".into())
+}
+
+/// Checks `commit` out (its tree checked first: see `tree`).
 fn checkout_commit(repo: &Repository, commit: &git2::Commit<'_>, what: &str) -> Result<(), String> {
+    tree::check(repo, commit.tree_id(), what)?;
     repo.checkout_tree(commit.as_object(), Some(CheckoutBuilder::new().force()))
         .map_err(|e| format!("checkout of {what}: {}", e.message()))?;
     repo.set_head_detached(commit.id())
@@ -290,7 +531,10 @@ pub fn branch_head(url: &str, branch: &str) -> Result<Option<String>, String> {
         .map_err(|e| format!("{url}: {}", e.message()))?;
     let conn = remote
         .connect_auth(Direction::Fetch, Some(callbacks()), None)
-        .map_err(|e| format!("cannot reach {url}: {}", e.message()))?;
+        .map_err(|e| {
+            tracing::warn!(url, "git ls-remote failed: {}", e.message());
+            format!("cannot reach {url} (the details are in the service's log)")
+        })?;
     let want = format!("refs/heads/{branch}");
     let found = conn
         .list()
@@ -301,18 +545,24 @@ pub fn branch_head(url: &str, branch: &str) -> Result<Option<String>, String> {
     Ok(found)
 }
 
-fn resolve<'r>(repo: &'r Repository, reference: &str) -> Option<(git2::Object<'r>, RefKind)> {
+/// What `reference` names in `repo`: a tag, a branch (under
+/// `branches`: `refs/remotes/origin/` in a clone, `refs/heads/` in a
+/// mirror), or a commit id (full or abbreviated, any case).
+fn resolve<'r>(
+    repo: &'r Repository,
+    reference: &str,
+    branches: &str,
+) -> Option<(git2::Object<'r>, RefKind)> {
     [
         (format!("refs/tags/{reference}"), RefKind::Tag),
-        (format!("refs/remotes/origin/{reference}"), RefKind::Branch),
+        (format!("{branches}{reference}"), RefKind::Branch),
     ]
     .into_iter()
     .find_map(|(r, kind)| repo.revparse_single(&r).ok().map(|o| (o, kind)))
     .or_else(|| {
         // A commit id (full or abbreviated), never an arbitrary rev expression.
-        let hexish = reference.len() >= 7 && reference.chars().all(|c| c.is_ascii_hexdigit());
-        hexish
-            .then(|| repo.revparse_single(reference).ok())
+        hexish(reference)
+            .then(|| repo.revparse_single(&reference.to_ascii_lowercase()).ok())
             .flatten()
             .map(|o| (o, RefKind::Commit))
     })

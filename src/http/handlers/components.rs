@@ -523,5 +523,5 @@ pub async fn blob(
     let hex = path.to_ascii_lowercase();
     let c = state.components.clone();
     let blob = blocking(move || c.blob(&hex)).await?;
-    respond::blob_file(&req, blob, "application/octet-stream", None, true)
+    respond::blob_file(&req, blob, "application/octet-stream", None, true).await
 }

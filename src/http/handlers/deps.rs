@@ -51,6 +51,7 @@ are read from their repositories at the tag.",
         (status = 409, description = "Two tags of one component, a cycle, or a lock that no longer matches", body = api::ErrorBody),
         (status = 415, description = "Not `Content-Type: application/json`", body = api::ErrorBody),
         (status = 422, description = "A missing component's recipe could not be read from its repository", body = api::ErrorBody),
+        (status = 503, description = "Too many resolves are reading repositories: retry after `Retry-After` seconds", body = api::ErrorBody),
     ),
 )]
 pub async fn resolve(
@@ -80,6 +81,7 @@ pub async fn resolve(
             .or(body.lock.as_ref().map(|l| l.arch.as_str())),
     );
     crate::model::validate_name("architecture", &arch)?;
+    let arch = arch.to_ascii_lowercase();
     let builder = state.builder.clone();
     let res = if let Some(lock) = body.lock {
         if lock.lock_version != api::LOCK_VERSION {
@@ -89,6 +91,8 @@ pub async fn resolve(
                 api::LOCK_VERSION
             )));
         }
+        crate::model::validate_name("architecture", &lock.arch)
+            .map_err(|e| ApiError::bad_request(format!("lock.arch: {e}")))?;
         if lock.arch.to_ascii_lowercase() != arch {
             return Err(ApiError::bad_request(format!(
                 "the lock is for {}, not {arch}",

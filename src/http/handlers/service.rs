@@ -97,7 +97,8 @@ pub async fn gc(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResp
         state.cfg.retention.clone(),
         Duration::from_secs(state.cfg.gc.grace_secs),
     );
-    let report = blocking(move || crate::gc::collect(&c, &rules, grace)).await?;
+    let me = state.builder.jobs().replica().to_owned();
+    let report = blocking(move || crate::gc::collect(&c, &rules, grace, &me)).await?;
     Ok(HttpResponse::Ok().json(GcAnswer {
         status: OkStatus::Ok,
         report,
@@ -126,7 +127,8 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Admin)?;
     let c = state.components.clone();
-    let report = blocking(move || crate::gc::verify(&c)).await?;
+    let me = state.builder.jobs().replica().to_owned();
+    let report = blocking(move || crate::gc::verify(&c, &me)).await?;
     Ok(HttpResponse::Ok().json(VerifyAnswer {
         status: OkStatus::Ok,
         report,

@@ -161,10 +161,6 @@ impl SeaweedFs {
             format!("-admin.port={admin}"),
             // its maintenance worker dials the admin port + 10000
             format!("-admin.port.grpc={}", admin + 10_000),
-            // volumes (each bucket takes some) counted apart from the free
-            // disk, which is otherwise divided by 1 GiB; they are sparse
-            "-volume.max=300".into(),
-            "-master.volumeSizeLimitMB=64".into(),
         ];
         let log = std::fs::File::create(dir.join("weed.log")).expect("create weed.log");
         let exited: Arc<Mutex<Option<String>>> = Arc::default();

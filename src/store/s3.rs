@@ -14,9 +14,8 @@
 //! when the object store acknowledged it. A blob already stored with the
 //! same size is not uploaded again.
 //!
-//! Reads stream: a task pulls the response body into a channel of chunks
-//! bounded in bytes, which the returned reader drains; a body that ends
-//! before the announced length is an error, never a short read.
+//! Reads stream, long ones in parallel segments ([`read`]); a body that
+//! ends before the announced length is an error, never a short read.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -25,22 +24,22 @@ use std::os::unix::fs::FileExt;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::client::{HttpError, HttpErrorKind};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::signer::{SignedUrlOptions, Signer};
 use object_store::{
-    ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig,
+    ClientOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 use tempfile::NamedTempFile;
-use tokio::sync::Semaphore;
 
 use super::{object_name, BlobInfo, BlobMeta, BlobStore};
 use crate::config::S3Config;
+use errors::{detail, Names};
+
+mod errors;
+mod read;
 
 /// S3's limits on multipart uploads.
 const MIN_PART: u64 = 5 << 20;
@@ -48,18 +47,10 @@ const MAX_PART: u64 = 5 << 30;
 const MAX_PARTS: u64 = 10_000;
 /// Parts uploading at once (each holds `part_bytes` of memory).
 const PARTS_IN_FLIGHT: usize = 3;
-/// Bytes of a body a reader holds ahead of its consumer.
-const READ_AHEAD: usize = 8 << 20;
 /// A small object larger than this is refused by `get_object`.
 const MAX_SMALL_OBJECT: u64 = 64 << 20;
 /// The longest validity SigV4 allows a presigned URL.
 const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Where the store is, for messages.
-struct Names {
-    bucket: String,
-    endpoint: String,
-}
 
 pub struct S3Blobs {
     store: Arc<AmazonS3>,
@@ -135,130 +126,6 @@ fn part_size(configured: u64, size: u64) -> u64 {
     configured
         .clamp(MIN_PART, MAX_PART)
         .max(size.div_ceil(MAX_PARTS))
-}
-
-/// The innermost message of an error chain, on one line and not too long.
-fn detail(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    let mut s = cur
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if s.len() > 300 {
-        let mut end = 300;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("...");
-    }
-    s
-}
-
-fn transport_kind(e: &(dyn std::error::Error + 'static)) -> Option<HttpErrorKind> {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if let Some(h) = c.downcast_ref::<HttpError>() {
-            return Some(h.kind());
-        }
-        cur = c.source();
-    }
-    None
-}
-
-/// The HTTP status of a failed request, for the errors whose variant does
-/// not tell it (listings answer `Generic`): object_store's message says
-/// "... status code: 403 Forbidden ...".
-fn http_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if let Some(i) = s.find("status code: ") {
-            return s[i + 13..].get(..3).and_then(|d| d.parse().ok());
-        }
-        cur = c.source();
-    }
-    None
-}
-
-/// Whether S3 said the bucket does not exist.
-fn no_such_bucket(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(c) = cur {
-        if c.to_string().contains("NoSuchBucket") {
-            return true;
-        }
-        cur = c.source();
-    }
-    false
-}
-
-impl Names {
-    /// An error of the object store in plain words, `NotFound` kept (a
-    /// missing bucket is not "not found": nothing may conclude from it
-    /// that blobs are gone).
-    fn err(&self, what: &str, e: object_store::Error) -> io::Error {
-        use object_store::Error as E;
-        let (bucket, endpoint) = (&self.bucket, &self.endpoint);
-        if no_such_bucket(&e) {
-            return io::Error::other(format!(
-                "{what}: the bucket {bucket} does not exist at {endpoint}"
-            ));
-        }
-        let status = http_status(&e);
-        match (&e, status) {
-            (E::NotFound { .. }, _) | (_, Some(404)) => io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{what}: not found in bucket {bucket}"),
-            ),
-            (E::PermissionDenied { .. } | E::Unauthenticated { .. }, _) | (_, Some(401 | 403)) => {
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                    "{what}: the object store refused the credentials (403) for bucket {bucket} \
-                     at {endpoint}"
-                ),
-                )
-            }
-            _ => match transport_kind(&e) {
-                Some(HttpErrorKind::Connect) => io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    format!(
-                        "{what}: the object store at {endpoint} does not answer ({})",
-                        detail(&e)
-                    ),
-                ),
-                Some(HttpErrorKind::Timeout) => io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "{what}: the object store at {endpoint} did not answer in time ({})",
-                        detail(&e)
-                    ),
-                ),
-                _ => io::Error::other(format!(
-                    "{what}: the object store at {endpoint} failed: {}",
-                    detail(&e)
-                )),
-            },
-        }
-    }
-
-    /// As [`Names::err`] for writes and listings, where "not found" can
-    /// only mean the bucket.
-    fn write_err(&self, what: &str, e: object_store::Error) -> io::Error {
-        let e = self.err(what, e);
-        if e.kind() == io::ErrorKind::NotFound {
-            return io::Error::other(format!(
-                "{what}: the bucket {} does not exist at {}",
-                self.bucket, self.endpoint
-            ));
-        }
-        e
-    }
 }
 
 impl S3Blobs {
@@ -502,96 +369,6 @@ impl S3Blobs {
     }
 }
 
-/// What the task pumping a response body sends to its reader.
-enum Chunk {
-    /// The body's length (first).
-    Start(u64),
-    /// Bytes, and the read-ahead they take.
-    Data(Bytes, u32),
-    Fail(io::Error),
-}
-
-/// The reader end of a streamed GET; see [`S3Blobs::read_range`].
-struct BodyReader {
-    rx: mpsc::Receiver<Chunk>,
-    ahead: Arc<Semaphore>,
-    cur: Bytes,
-    cur_permits: u32,
-    want: u64,
-    got: u64,
-    what: String,
-    failed: Option<(io::ErrorKind, String)>,
-    ended: bool,
-}
-
-impl BodyReader {
-    fn fail(&mut self, kind: io::ErrorKind, msg: String) -> io::Error {
-        self.failed = Some((kind, msg.clone()));
-        self.ahead.close();
-        io::Error::new(kind, msg)
-    }
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some((kind, msg)) = &self.failed {
-            return Err(io::Error::new(*kind, msg.clone()));
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        while self.cur.is_empty() {
-            if self.cur_permits > 0 {
-                self.ahead.add_permits(self.cur_permits as usize);
-                self.cur_permits = 0;
-            }
-            if self.ended {
-                return Ok(0);
-            }
-            match self.rx.recv() {
-                Ok(Chunk::Data(bytes, permits)) => {
-                    self.got += bytes.len() as u64;
-                    self.cur = bytes;
-                    self.cur_permits = permits;
-                    if self.got > self.want {
-                        let msg = format!(
-                            "{}: the object store sent more than the announced {} bytes",
-                            self.what, self.want
-                        );
-                        return Err(self.fail(io::ErrorKind::InvalidData, msg));
-                    }
-                }
-                Ok(Chunk::Fail(e)) => {
-                    let kind = e.kind();
-                    return Err(self.fail(kind, e.to_string()));
-                }
-                Ok(Chunk::Start(_)) => {}
-                Err(_) => {
-                    self.ended = true;
-                    if self.got < self.want {
-                        let msg = format!(
-                            "{}: the object store sent {} of the {} bytes announced",
-                            self.what, self.got, self.want
-                        );
-                        return Err(self.fail(io::ErrorKind::UnexpectedEof, msg));
-                    }
-                }
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
-        Ok(n)
-    }
-}
-
-impl Drop for BodyReader {
-    fn drop(&mut self) {
-        // the pumping task stops (and drops the connection)
-        self.ahead.close();
-    }
-}
-
 impl BlobStore for S3Blobs {
     fn describe(&self) -> String {
         format!(
@@ -642,7 +419,7 @@ impl BlobStore for S3Blobs {
     ) -> io::Result<Box<dyn Read + Send>> {
         let what = format!("read blob {}", hash.to_hex());
         let path = self.blob_path(hash);
-        let mut opts = GetOptions::default();
+        let mut range = None;
         if start > 0 || len.is_some() {
             // a range past the end is empty (as in a file), where S3
             // would answer 416
@@ -656,73 +433,15 @@ impl BlobStore for S3Blobs {
             if start >= end {
                 return Ok(Box::new(io::empty()));
             }
-            opts = opts.with_range(Some(start..end));
+            range = Some(start..end);
         }
-        // unbounded in chunks, bounded in bytes by `ahead` (a blocking send
-        // would stall a worker of the runtime)
-        let (tx, rx) = mpsc::channel();
-        let ahead = Arc::new(Semaphore::new(READ_AHEAD));
-        let (store, names, budget, w) = (
-            self.store.clone(),
-            self.names.clone(),
-            ahead.clone(),
-            what.clone(),
-        );
-        self.handle.spawn(async move {
-            let got = match store.get_opts(&path, opts).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Chunk::Fail(names.err(&w, e)));
-                    return;
-                }
-            };
-            if tx
-                .send(Chunk::Start(got.range.end - got.range.start))
-                .is_err()
-            {
-                return;
-            }
-            let mut body = got.into_stream();
-            while let Some(item) = body.next().await {
-                match item {
-                    Ok(bytes) if bytes.is_empty() => {}
-                    Ok(bytes) => {
-                        let permits = bytes.len().min(READ_AHEAD) as u32;
-                        match budget.acquire_many(permits).await {
-                            Ok(p) => p.forget(),
-                            Err(_) => return, // the reader is gone
-                        }
-                        if tx.send(Chunk::Data(bytes, permits)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Chunk::Fail(names.err(&w, e)));
-                        return;
-                    }
-                }
-            }
-        });
-        let want = match rx.recv() {
-            Ok(Chunk::Start(n)) => n,
-            Ok(Chunk::Fail(e)) => return Err(e),
-            _ => {
-                return Err(io::Error::other(format!(
-                    "{what}: the request stopped without an answer"
-                )))
-            }
-        };
-        Ok(Box::new(BodyReader {
-            rx,
-            ahead,
-            cur: Bytes::new(),
-            cur_permits: 0,
-            want,
-            got: 0,
+        let get = read::Get {
+            store: self.store.clone(),
+            path,
+            names: self.names.clone(),
             what,
-            failed: None,
-            ended: false,
-        }))
+        };
+        read::open(&self.handle, get, range)
     }
 
     fn delete(&self, hash: &blake3::Hash) -> io::Result<()> {

@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -236,7 +236,53 @@ impl SeaweedFs {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // up for writes: a volume server registered with the master
+        let probe = s.bucket();
+        let url = s.presigned(&probe, reqwest::Method::PUT, "probe");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = reqwest::blocking::Client::new()
+                .put(url.as_str())
+                .body("probe")
+                .send()
+                .expect("write a probe object");
+            if r.status().is_success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS takes no writes after 60 s ({}):\n{}",
+                r.status(),
+                s.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         s
+    }
+
+    /// A URL presigned for `method` on `key` of `t` (the bucket with "").
+    pub fn presigned(&self, t: &S3Target, method: reqwest::Method, key: &str) -> String {
+        use object_store::signer::Signer;
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&t.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(&t.bucket)
+            .with_access_key_id(&t.access_key)
+            .with_secret_access_key(&t.secret_key)
+            .build()
+            .expect("an S3 client for the test bucket");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(s3.signed_url(
+            method,
+            &object_store::path::Path::from(key),
+            Duration::from_secs(600),
+        ))
+        .expect("presign a URL")
+        .to_string()
     }
 
     /// The last lines SeaweedFS printed.
@@ -258,29 +304,9 @@ impl SeaweedFs {
     /// A fresh, empty bucket, made through the S3 API (`PUT /bucket`,
     /// presigned with object_store's signer).
     pub fn bucket(&self) -> S3Target {
-        use object_store::signer::Signer;
         let n = self.buckets.fetch_add(1, Ordering::SeqCst);
         let t = self.target(&format!("test-{n}"));
-        let s3 = object_store::aws::AmazonS3Builder::new()
-            .with_endpoint(&t.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(&t.bucket)
-            .with_access_key_id(&t.access_key)
-            .with_secret_access_key(&t.secret_key)
-            .build()
-            .expect("an S3 client for the test bucket");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let url = rt
-            .block_on(s3.signed_url(
-                reqwest::Method::PUT,
-                &object_store::path::Path::from(""),
-                Duration::from_secs(60),
-            ))
-            .expect("presign the bucket creation");
+        let url = self.presigned(&t, reqwest::Method::PUT, "");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let r = reqwest::blocking::Client::new()
@@ -303,8 +329,7 @@ impl SeaweedFs {
         }
     }
 
-    /// The service's `[storage]` settings for `t` (TOML), blobs under
-    /// `prefix`.
+    /// The service's `[storage]` settings for `t` (TOML).
     pub fn config_toml(&self, t: &S3Target) -> String {
         format!(
             "[storage]\nkind = \"s3\"\n\n[storage.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
@@ -315,31 +340,45 @@ impl SeaweedFs {
     }
 }
 
-/// A TCP proxy on 127.0.0.1 in front of `target` that passes at most
-/// `limit` bytes of each answer, then cuts the connection (a body ends
-/// before its announced length).
-pub struct CuttingProxy {
-    pub port: u16,
+/// A TCP proxy on 127.0.0.1 in front of `target` (SeaweedFS's S3 port)
+/// that spoils the way back: each answer slowed to `rate` bytes a second,
+/// cut after `each` bytes, or everything cut once `total` bytes passed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spoil {
+    pub rate: Option<u64>,
+    pub each: Option<u64>,
+    pub total: Option<u64>,
 }
 
-impl CuttingProxy {
-    pub fn start(target: u16, limit: usize) -> CuttingProxy {
+pub struct Proxy {
+    pub port: u16,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    pub fn start(target: u16, spoil: Spoil) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("local addr").port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let passed = Arc::new(AtomicU64::new(0));
+        let count = connections.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
                 let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
                 let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else {
                     continue;
                 };
-                std::thread::spawn(move || pipe(client, upstream, usize::MAX));
-                std::thread::spawn(move || pipe(u2, c2, limit));
+                let passed = passed.clone();
+                std::thread::spawn(move || pipe(client, upstream, Spoil::default(), None));
+                std::thread::spawn(move || pipe(u2, c2, spoil, Some(passed)));
             }
         });
-        CuttingProxy { port }
+        Proxy { port, connections }
     }
 
     pub fn endpoint(&self) -> String {
@@ -347,18 +386,33 @@ impl CuttingProxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, limit: usize) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, spoil: Spoil, passed: Option<Arc<AtomicU64>>) {
     let mut buf = [0u8; 16 << 10];
-    let mut left = limit;
-    while left > 0 {
-        match from.read(&mut buf) {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    loop {
+        let mut room = spoil.each.map_or(u64::MAX, |e| e.saturating_sub(sent));
+        if let (Some(total), Some(p)) = (spoil.total, &passed) {
+            room = room.min(total.saturating_sub(p.load(Ordering::SeqCst)));
+        }
+        if room == 0 {
+            break;
+        }
+        let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let n = n.min(left);
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                left -= n;
+            Ok(n) => (n as u64).min(room) as usize,
+        };
+        if let Some(p) = &passed {
+            p.fetch_add(n as u64, Ordering::SeqCst);
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        sent += n as u64;
+        if let Some(rate) = spoil.rate {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
             }
         }
     }

@@ -412,10 +412,7 @@ fn a_job_pinned_to_a_replica_that_died_is_interrupted_and_frees_its_key() {
     // on a's disk) ends as interrupted
     let j = wait_final(&b, &pinned, 60);
     assert_eq!(j["state"], "interrupted", "{j}");
-    assert!(
-        j["error"].as_str().unwrap_or("").contains("stopped"),
-        "{j}"
-    );
+    assert!(j["error"].as_str().unwrap_or("").contains("stopped"), "{j}");
     let j = wait_final(&b, &build, 120);
     assert_eq!(j["state"], "success", "{j}");
     // the key is free again: a new request is a new job, not the dead one

@@ -281,10 +281,14 @@ impl Jobs {
             }
             interrupt(
                 &mut job,
-                &format!("the replica holding this job's inputs ({owner}) stopped; nothing was stored"),
+                &format!(
+                    "the replica holding this job's inputs ({owner}) stopped; nothing was stored"
+                ),
             );
             match index.replace_job(&job, None) {
-                Ok(true) => tracing::warn!(job = %job.id, replica = %owner, "job pinned to a stopped replica: interrupted"),
+                Ok(true) => {
+                    tracing::warn!(job = %job.id, replica = %owner, "job pinned to a stopped replica: interrupted")
+                }
                 Ok(false) => {}
                 Err(e) => tracing::error!(job = %job.id, "cannot end the job: {e}"),
             }

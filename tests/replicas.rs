@@ -385,7 +385,7 @@ fn a_job_pinned_to_a_replica_that_died_is_interrupted_and_frees_its_key() {
     );
     let b = shared.replica(&extra);
     let image = || {
-        let form = reqwest::blocking::multipart::Form::new()
+        reqwest::blocking::multipart::Form::new()
             .text("component", "pinned")
             .text("branch", "main")
             .text("arch", "rocky9")
@@ -393,8 +393,7 @@ fn a_job_pinned_to_a_replica_that_died_is_interrupted_and_frees_its_key() {
                 "dockerfile",
                 reqwest::blocking::multipart::Part::bytes(b"FROM scratch\nLABEL x=1\n".to_vec())
                     .file_name("Dockerfile"),
-            );
-        form
+            )
     };
     let r = send(
         client()

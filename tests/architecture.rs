@@ -89,7 +89,7 @@ fn actix_only_in_http_and_the_runtime_start() {
 #[test]
 fn sled_only_in_its_index_implementation() {
     let bad = offenders(&["sled::", "sled;"], |f| {
-        f == "index/sled.rs" || f == "index/mod.rs" || f == "app.rs"
+        f == "index/sled.rs" || f.starts_with("index/sled/") || f == "index/mod.rs" || f == "app.rs"
     });
     assert!(bad.is_empty(), "sled outside index/sled.rs: {bad:#?}");
     // app.rs chooses the implementation, by name only
@@ -107,6 +107,18 @@ fn sled_only_in_its_index_implementation() {
             "index/mod.rs may only declare the module: {l}"
         );
     }
+}
+
+#[test]
+fn postgres_and_object_storage_only_in_their_implementations() {
+    let bad = offenders(&["sqlx::", "sqlx;"], |f| {
+        f == "index/postgres.rs" || f.starts_with("index/postgres/")
+    });
+    assert!(bad.is_empty(), "sqlx outside index/postgres: {bad:#?}");
+    let bad = offenders(&["object_store::", "object_store;"], |f| {
+        f == "store/s3.rs" || f.starts_with("store/s3/")
+    });
+    assert!(bad.is_empty(), "object_store outside store/s3: {bad:#?}");
 }
 
 #[test]

@@ -330,15 +330,35 @@ pub enum JobState {
     Success,
     Failed,
     Interrupted,
+    /// Cancelled on request (`DELETE /v1/jobs/{id}`).
+    Cancelled,
 }
 
 impl JobState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            JobState::Success | JobState::Failed | JobState::Interrupted
+            JobState::Success | JobState::Failed | JobState::Interrupted | JobState::Cancelled
         )
     }
+}
+
+/// Where a job's current build was handed to (an executor other than the
+/// service's own pool), so a replica taking the job up finds it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Dispatch {
+    /// `slurm`, `kubernetes` or `worker` (a polling worker).
+    pub executor: String,
+    /// The executor's id for it (Slurm job id, Kubernetes Job name).
+    pub remote_id: String,
+    /// This hand-over's id: the worker's token names it, so a token of an
+    /// earlier hand-over of the same job is refused.
+    pub id: String,
+    /// The component it builds.
+    pub component: String,
+    pub tag: String,
+    pub arch: String,
+    pub at: DateTime<Utc>,
 }
 
 /// One step of a job (`clone`, `recipe`, `dependencies`, `build`, `pack`, ...).
@@ -424,6 +444,9 @@ pub struct Job {
     /// is started again once, then marked interrupted).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
+    /// The build handed to a cluster or a worker, while it runs there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<Dispatch>,
 }
 
 fn is_zero(n: &u32) -> bool {

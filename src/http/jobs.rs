@@ -56,11 +56,11 @@ fn finished(state: &AppState, req: &HttpRequest, job: &Job) -> Option<HttpRespon
                 links: Some(JobLinks::new(&job.id)),
             }),
         }),
-        JobState::Failed | JobState::Interrupted => {
-            let (status, code) = if job.state == JobState::Failed {
-                (StatusCode::UNPROCESSABLE_ENTITY, "build_failed")
-            } else {
-                (StatusCode::SERVICE_UNAVAILABLE, "interrupted")
+        JobState::Failed | JobState::Interrupted | JobState::Cancelled => {
+            let (status, code) = match job.state {
+                JobState::Failed => (StatusCode::UNPROCESSABLE_ENTITY, "build_failed"),
+                JobState::Cancelled => (StatusCode::CONFLICT, "cancelled"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "interrupted"),
             };
             let tail = state.builder.jobs().log_tail(&job.id, 4000);
             Some(HttpResponse::build(status).json(BuildFailed {

@@ -121,6 +121,29 @@ pub enum Entry {
     Job(Job),
 }
 
+/// Chunks of a job's log from byte `from`, at most `max` bytes: the tail of
+/// `(offset, chunk)` pairs in offset order.
+pub(crate) fn log_from(
+    chunks: impl Iterator<Item = (u64, Vec<u8>)>,
+    from: u64,
+    max: usize,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (at, chunk) in chunks {
+        let end = at + chunk.len() as u64;
+        if end <= from {
+            continue;
+        }
+        let skip = from.saturating_sub(at) as usize;
+        out.extend_from_slice(&chunk[skip.min(chunk.len())..]);
+        if out.len() >= max {
+            out.truncate(max);
+            break;
+        }
+    }
+    out
+}
+
 /// The metadata store. Blocking writes belong on blocking threads; reads
 /// are cheap and may run anywhere.
 pub trait Index: Send + Sync + 'static {
@@ -225,6 +248,17 @@ pub trait Index: Send + Sync + 'static {
     // --- service state ---
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     fn set_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Stores `value` under `key` unless a value is there; returns the
+    /// value that is there now (one winner across replicas).
+    fn set_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+    fn delete_meta(&self, key: &str) -> Result<()>;
+
+    // --- logs of jobs run elsewhere (workers) ---
+    /// Appends to the log of job `id` (its worker's lines).
+    fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()>;
+    /// The log of job `id` from byte `from` (at most `max` bytes); empty
+    /// when nothing is there.
+    fn job_log(&self, id: &str, from: u64, max: usize) -> Result<Vec<u8>>;
     /// Whether the database answers (`/readyz`).
     fn ping(&self) -> Result<()> {
         Ok(())

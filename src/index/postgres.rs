@@ -17,6 +17,7 @@ mod export;
 mod jobs;
 mod keys;
 mod records;
+mod state;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -620,6 +621,22 @@ impl Index for PgIndex {
             .await?;
             Ok(())
         })
+    }
+
+    fn set_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.meta_if_absent(key, value)
+    }
+
+    fn delete_meta(&self, key: &str) -> Result<()> {
+        self.meta_delete(key)
+    }
+
+    fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()> {
+        self.log_append(id, chunk)
+    }
+
+    fn job_log(&self, id: &str, from: u64, max: usize) -> Result<Vec<u8>> {
+        self.log_read(id, from, max)
     }
 
     fn ping(&self) -> Result<()> {

@@ -40,6 +40,7 @@ pub struct SledIndex {
     jobs: ::sled::Tree,
     flights: ::sled::Tree,
     queue: ::sled::Tree,
+    job_logs: ::sled::Tree,
     blob_uses: ::sled::Tree,
     meta: ::sled::Tree,
     /// Serialises job enqueues, claims and replacements.
@@ -111,6 +112,7 @@ impl SledIndex {
             jobs: db.open_tree("jobs")?,
             flights: db.open_tree("flights")?,
             queue: db.open_tree("queue")?,
+            job_logs: db.open_tree("job_logs")?,
             blob_uses: db.open_tree("blob_uses")?,
             meta: db.open_tree("meta")?,
             job_lock: Arc::new(Mutex::new(())),
@@ -535,6 +537,58 @@ impl Index for SledIndex {
         self.meta.insert(key, value)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn set_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        match self
+            .meta
+            .compare_and_swap(key, None::<&[u8]>, Some(value))?
+        {
+            Ok(()) => {
+                self.db.flush()?;
+                Ok(value.to_vec())
+            }
+            Err(e) => Ok(e.current.map(|v| v.to_vec()).unwrap_or_default()),
+        }
+    }
+
+    fn delete_meta(&self, key: &str) -> Result<()> {
+        self.meta.remove(key)?;
+        Ok(())
+    }
+
+    fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()> {
+        let _g = self.job_lock.lock().map_err(|_| poisoned())?;
+        let mut prefix = id.as_bytes().to_vec();
+        prefix.push(0);
+        let at = match self.job_logs.scan_prefix(&prefix).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                let at = <[u8; 8]>::try_from(&k[prefix.len()..])
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                at + v.len() as u64
+            }
+            None => 0,
+        };
+        let mut k = prefix;
+        k.extend_from_slice(&at.to_be_bytes());
+        self.job_logs.insert(k, chunk)?;
+        Ok(())
+    }
+
+    fn job_log(&self, id: &str, from: u64, max: usize) -> Result<Vec<u8>> {
+        let mut prefix = id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut chunks = Vec::new();
+        for kv in self.job_logs.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let at = <[u8; 8]>::try_from(&k[prefix.len()..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            chunks.push((at, v.to_vec()));
+        }
+        Ok(super::log_from(chunks.into_iter(), from, max))
     }
 
     fn export(&self) -> Box<dyn Iterator<Item = Result<Entry>> + '_> {

@@ -326,6 +326,7 @@ impl Jobs {
             replica: None,
             pinned: work.as_ref().map(|_| self.shared.cfg.replica.clone()),
             attempts: 0,
+            dispatch: None,
         };
         let pinned = work.is_some();
         if let Some(w) = work {

@@ -61,17 +61,30 @@ fn migrator() -> sqlx::migrate::Migrator {
     // A replica of the previous version may start on a schema a newer one
     // migrated: migrations only add (tables, columns with defaults,
     // indexes), so they stay readable by the version before.
-    let mut m = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "index".into(),
-        MigrationType::Simple,
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/migrations/0001_index.sql"
-        ))
-        .into_sql_str(),
-        false,
-    )]);
+    let mut m = Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "index".into(),
+            MigrationType::Simple,
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/0001_index.sql"
+            ))
+            .into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "job logs".into(),
+            MigrationType::Simple,
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/0002_job_logs.sql"
+            ))
+            .into_sql_str(),
+            false,
+        ),
+    ]);
     m.set_ignore_missing(true);
     m
 }

@@ -24,6 +24,7 @@ pub(super) fn state_name(s: JobState) -> &'static str {
         JobState::Success => "success",
         JobState::Failed => "failed",
         JobState::Interrupted => "interrupted",
+        JobState::Cancelled => "cancelled",
     }
 }
 

@@ -118,11 +118,50 @@ pub struct SameInputs {
 }
 
 /// The components to check: a list, or `{"components": [...]}`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum MissingRequest {
     List(Vec<WantedItem>),
     Object { components: Vec<WantedItem> },
+}
+
+/// Read by hand rather than as an untagged enum, so that what is wrong
+/// inside an item (a missing `tag`, a number for a name) is said as such,
+/// not as "no variant matched".
+impl<'de> Deserialize<'de> for MissingRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        struct Shape;
+        impl<'de> Visitor<'de> for Shape {
+            type Value = MissingRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "an object {\"components\": [{\"component\", \"tag\", \"arch\"}, ...]} \
+                     (or the list alone)",
+                )
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::<WantedItem>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(MissingRequest::List)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut components = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    if k != "components" {
+                        map.next_value::<de::IgnoredAny>()?;
+                    } else if components.is_some() {
+                        return Err(de::Error::duplicate_field("components"));
+                    } else {
+                        components = Some(map.next_value::<Vec<WantedItem>>()?);
+                    }
+                }
+                components
+                    .map(|components| MissingRequest::Object { components })
+                    .ok_or_else(|| de::Error::missing_field("components"))
+            }
+        }
+        d.deserialize_any(Shape)
+    }
 }
 
 impl MissingRequest {

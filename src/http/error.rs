@@ -276,7 +276,7 @@ pub fn json_config() -> actix_web::web::JsonConfig {
     use actix_web::error::JsonPayloadError as J;
     actix_web::web::JsonConfig::default()
         .limit(JSON_LIMIT)
-        .error_handler(|err, _| {
+        .error_handler(|err, req| {
             match &err {
                 J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::too_large(format!(
                     "the JSON body is larger than the limit of {JSON_LIMIT} bytes"
@@ -284,23 +284,38 @@ pub fn json_config() -> actix_web::web::JsonConfig {
                 J::ContentType => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
-                    "this route takes a JSON body: send Content-Type: application/json",
+                    format!(
+                        "this route takes a JSON body: send it with Content-Type: application/json{}",
+                        match req.headers().get("content-type").and_then(|v| v.to_str().ok()) {
+                            Some(ct) => format!(" (the request says {ct:?})"),
+                            None => " (the request has no Content-Type)".to_owned(),
+                        }
+                    ),
                 ),
-                J::Deserialize(e) => ApiError::bad_request(format!("invalid JSON body: {e}")),
+                J::Deserialize(e) => ApiError::bad_request(super::wording::json_body(e, req)),
                 J::Payload(p) => ApiError::body_error(p),
-                other => ApiError::bad_request(format!("invalid JSON body: {other}")),
+                _ => ApiError::bad_request("the JSON body could not be read"),
             }
             .into()
         })
 }
 
 pub fn query_config() -> actix_web::web::QueryConfig {
-    actix_web::web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::bad_request(format!("invalid query string: {err}")).into()
+    actix_web::web::QueryConfig::default().error_handler(|err, req| {
+        let said = match &err {
+            actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+            _ => String::new(),
+        };
+        ApiError::bad_request(super::wording::query(&said, req)).into()
     })
 }
 
 pub fn path_config() -> actix_web::web::PathConfig {
-    actix_web::web::PathConfig::default()
-        .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into())
+    actix_web::web::PathConfig::default().error_handler(|err, _| {
+        let said = match &err {
+            actix_web::error::PathError::Deserialize(e) => e.to_string(),
+            _ => String::new(),
+        };
+        ApiError::bad_request(super::wording::path(&said)).into()
+    })
 }

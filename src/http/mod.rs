@@ -8,7 +8,9 @@
 //!   starts, build-on-miss), `respond` (links, rendered lookups, serving a
 //!   component or blob), `files` (streaming a blob file with Range/ETag),
 //!   `body` (request bodies: idle timeout, uploads, small JSON), `params`
-//!   (the original API's fields), `caller` (identity headers, keys).
+//!   (the original API's fields), `caller` (identity headers, keys),
+//!   `wording` (what serde and actix say about a bad request, in the API's
+//!   words).
 //! - at the bottom: `error` (the one error -> HTTP mapping) and `openapi`
 //!   (the document assembled from the handlers' annotations and `crate::api`).
 //!
@@ -25,6 +27,7 @@ mod jobs;
 pub mod openapi;
 mod params;
 mod respond;
+mod wording;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -131,6 +134,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/healthz").route(web::get().to(service::healthz)))
         .service(resource("/openapi.json").route(web::get().to(docs::openapi_json)))
         .service(resource("/docs").route(web::get().to(docs::docs)))
+        .service(resource("/docs/").route(web::get().to(docs::docs_dir)))
+        .service(resource("/docs/index.html").route(web::get().to(docs::docs_dir)))
         .service(resource("/docs/swagger-ui-bundle.js").route(web::get().to(docs::docs_bundle)))
         .service(resource("/docs/swagger-ui.css").route(web::get().to(docs::docs_css)))
         .service(resource("/readyz").route(web::get().to(service::readyz)))

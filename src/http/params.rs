@@ -21,7 +21,7 @@ impl Params {
         let trimmed = body.iter().position(|b| !b.is_ascii_whitespace());
         if trimmed.is_some() {
             let v: Value = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+                .map_err(|e| ApiError::bad_request(super::wording::json_syntax(&e)))?;
             let Value::Object(obj) = v else {
                 return Err(ApiError::bad_request("the JSON body must be an object"));
             };
@@ -37,7 +37,7 @@ impl Params {
             }
         }
         let q: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+            .map_err(|_| ApiError::bad_request("the query string is not name=value pairs"))?;
         map.extend(q);
         Ok(Self(map))
     }
@@ -74,6 +74,7 @@ impl Params {
             results_tarball: self.require("results_tarball")?.to_owned(),
             architecture: self.opt("architecture"),
             arch: self.opt("arch"),
+            wrap: self.opt("wrap"),
         })
     }
 

@@ -52,6 +52,29 @@ fn docs_page() -> &'static str {
     })
 }
 
+/// The page as served one level down (`/docs/`, `/docs/index.html`): its
+/// relative links (`docs/...`, `openapi.json`) resolve from the directory
+/// above, so the page works under a path prefix too.
+fn docs_page_nested() -> &'static str {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    PAGE.get_or_init(|| docs_page().replacen("<head>", "<head>\n  <base href=\"../\">", 1))
+}
+
+/// The nested page names its base (`../`); nothing else may.
+const DOCS_NESTED_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; \
+                               style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                               connect-src 'self'; base-uri 'self'; form-action 'none'; \
+                               frame-ancestors 'none'";
+
+fn html(page: &'static str, csp: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(page)
+}
+
 /// The API documentation page
 ///
 /// Swagger UI over `/openapi.json`. Its assets are served by this service:
@@ -64,13 +87,37 @@ fn docs_page() -> &'static str {
     responses((status = 200, description = "The HTML page", content_type = "text/html")),
 )]
 pub async fn docs() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_CSP))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(docs_page())
+    html(docs_page(), DOCS_CSP)
 }
+
+/// The API documentation page (as `/docs/`)
+///
+/// The same page as `/docs`.
+#[utoipa::path(
+    get,
+    path = "/docs/",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "The HTML page", content_type = "text/html")),
+)]
+pub async fn docs_dir() -> HttpResponse {
+    html(docs_page_nested(), DOCS_NESTED_CSP)
+}
+
+// `/docs/index.html` is served by `docs_dir`; documented by this item.
+
+/// The API documentation page (as `/docs/index.html`)
+///
+/// The same page as `/docs`.
+#[utoipa::path(
+    get,
+    path = "/docs/index.html",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "The HTML page", content_type = "text/html")),
+)]
+#[allow(dead_code)]
+pub fn docs_index_html() {}
 
 /// Swagger UI's script
 ///
@@ -117,5 +164,6 @@ mod tests {
         assert!(page.contains("docs/swagger-ui-bundle.js?v="));
         assert!(page.contains("docs/swagger-ui.css?v="));
         assert!(!page.contains("http://") && !page.contains("https://"));
+        assert!(docs_page_nested().contains("<base href=\"../\">"));
     }
 }

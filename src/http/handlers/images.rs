@@ -34,8 +34,13 @@ struct Form {
 async fn read_multipart(state: &AppState, mut mp: Multipart) -> Result<Form, ApiError> {
     let mut form = Form::default();
     while let Some(field) = mp.next().await {
-        let mut field =
-            field.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
+        let mut field = field.map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is not a multipart/form-data form that can be read ({e}): send the \
+                 fields dockerfile (a file), component, branch and arch, and context (a tarball) \
+                 if the build needs one"
+            ))
+        })?;
         let name = field.name().unwrap_or_default().to_owned();
         let limit = match name.as_str() {
             "dockerfile" => state.cfg.image.max_dockerfile_bytes,

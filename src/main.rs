@@ -67,6 +67,11 @@ enum Cmd {
         file: PathBuf,
         #[arg(long, default_value = "rocky9")]
         arch: String,
+        /// Store a tarball whose only top directory is named like another
+        /// tag (`R4.39/` uploaded as R4.40) under `<tag>/` anyway; without
+        /// it the service refuses such an upload.
+        #[arg(long)]
+        wrap: bool,
     },
     /// Which of these components are missing? Exit 0: none; 1: some (listed).
     Check {
@@ -139,6 +144,11 @@ struct RemoteArgs {
     /// API key (sent as `Authorization: Bearer`).
     #[arg(long, env = "ARTIFACT_STORE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Your GitHub user name, recorded with uploads and builds (sent as
+    /// `github_username`; the Linux user name, from $USER or the password
+    /// database, is always sent as `linux_username`).
+    #[arg(long, env = "ARTIFACT_STORE_GITHUB_USER")]
+    github_user: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -292,7 +302,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("artifact-store: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(2)
                 }
             }
         }
@@ -346,7 +356,7 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("artifact-store: {e}");
-                ExitCode::from(2)
+                ExitCode::from(e.exit_code())
             }
         },
     }
@@ -365,15 +375,16 @@ fn deps_source<'a>(
 }
 
 fn remote(a: &RemoteArgs) -> client::Result<Remote> {
-    Remote::new(&a.server, a.token.clone())
+    Ok(Remote::new(&a.server, a.token.clone())?.with_github_user(a.github_user.clone()))
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-/// The client subcommands: exit 0 on success, 1 for a "no" (missing
-/// components, failed build), 2 for errors.
+/// The client subcommands: exit 0 on success, 1 for a "no" (not found,
+/// missing components, a failed build, a verify that found damage), 2 for
+/// errors (usage, refused requests, the service unreachable).
 fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
     let yes_no = |ok: bool| {
         if ok {
@@ -408,8 +419,16 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
             tag,
             file,
             arch,
+            wrap,
         } => {
-            print_json(&client::put(&remote(&r)?, &component, &tag, &arch, &file)?);
+            print_json(&client::put(
+                &remote(&r)?,
+                &component,
+                &tag,
+                &arch,
+                &file,
+                wrap,
+            )?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check {

@@ -31,6 +31,10 @@ pub struct LegacyPutRequest {
     pub architecture: Option<String>,
     /// Alias of `architecture`.
     pub arch: Option<String>,
+    /// `true`: store a tarball whose only top directory is named like
+    /// another tag under `<tag>/` anyway (refused without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap: Option<String>,
 }
 
 /// Builds a component from git (`POST /component`).

@@ -38,14 +38,77 @@ pub enum ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-/// Where the service is and how to authenticate.
+impl ClientError {
+    /// The CLI's exit code for this error: 1 when what was asked for does
+    /// not exist (the service answered 404), 2 for every other error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Server { status: 404, .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// A temp file in `dir` to be renamed over a file people use: created
+/// `0666` less the umask (as `open` would make it), not tempfile's `0600`.
+pub(crate) fn shared_temp_file(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix(".artifact-store-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+}
+
+/// Where the service is, how to authenticate, and who is asking.
 pub struct Remote {
     pub server: String,
     pub token: Option<String>,
+    /// Sent as `linux_username` (and `X-adbs-linux-user`) with every request.
+    pub linux_user: Option<String>,
+    /// Sent as `github_username` (and `X-adbs-github-user`).
+    pub github_user: Option<String>,
     http: Client,
 }
 
+/// The login name of the user running the client: `$USER`, else the
+/// password database's name for the real user id.
+pub fn linux_username() -> Option<String> {
+    if let Some(u) = std::env::var("USER").ok().filter(|u| !u.trim().is_empty()) {
+        return Some(u.trim().to_owned());
+    }
+    passwd_name(
+        // SAFETY: getuid cannot fail and has no preconditions.
+        unsafe { libc::getuid() },
+    )
+}
+
+/// The name `uid` has in the password database (`getpwuid_r`).
+fn passwd_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a zeroed passwd is a valid out-parameter (plain C struct).
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives the use of
+    // pw's string fields, which point into it.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name is a NUL-terminated string inside buf.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    let name = name.to_string_lossy().trim().to_owned();
+    (!name.is_empty()).then_some(name)
+}
+
+/// A header value, or nothing when it cannot be one (control characters).
+fn header_value(v: &str) -> Option<reqwest::header::HeaderValue> {
+    reqwest::header::HeaderValue::from_str(v).ok()
+}
+
 impl Remote {
+    /// A remote for `server`, sending `token` and the identity of the user
+    /// running the client (see [`linux_username`]); `github_user` too when given.
     pub fn new(server: &str, token: Option<String>) -> Result<Self> {
         let http = Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -59,8 +122,16 @@ impl Remote {
         Ok(Self {
             server: server.trim_end_matches('/').to_owned(),
             token: token.filter(|t| !t.is_empty()),
+            linux_user: linux_username(),
+            github_user: None,
             http,
         })
+    }
+
+    /// Sends `github_username` as well.
+    pub fn with_github_user(mut self, user: Option<String>) -> Self {
+        self.github_user = user.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -80,10 +151,19 @@ impl Remote {
         if !self.same_origin(url) {
             return rb;
         }
-        let rb = match std::env::var("USER") {
-            Ok(u) => rb.header("X-adbs-linux-user", u),
-            Err(_) => rb,
-        };
+        // both spellings: nginx-based proxies drop headers with underscores
+        // unless told otherwise, the X-adbs-* ones pass
+        let mut rb = rb;
+        for (names, value) in [
+            (["linux_username", "X-adbs-linux-user"], &self.linux_user),
+            (["github_username", "X-adbs-github-user"], &self.github_user),
+        ] {
+            if let Some(v) = value.as_deref().and_then(header_value) {
+                for n in names {
+                    rb = rb.header(n, v.clone());
+                }
+            }
+        }
         match &self.token {
             Some(t) => rb.bearer_auth(t),
             None => rb,
@@ -231,7 +311,7 @@ pub fn get(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = shared_temp_file(dir)?;
     let pb = progress(resp.content_length(), &format!("{component} {tag}"));
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -298,15 +378,19 @@ fn extract_into(tarball: &Path, x: &Path, tag: &str) -> Result<()> {
 }
 
 /// `put`: uploads a tarball (tar.zst, tar.gz or tar) with its blake3 as
-/// `X-Checksum-Blake3`.
+/// `X-Checksum-Blake3`. `wrap`: store a tarball whose only top directory
+/// is named like another tag under `<tag>/` anyway (else the service
+/// refuses it).
 pub fn put(
     r: &Remote,
     component: &str,
     tag: &str,
     arch: &str,
     file: &Path,
+    wrap: bool,
 ) -> Result<ComponentAnswer> {
-    let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}"));
+    let query = if wrap { "?wrap=true" } else { "" };
+    let url = r.url(&format!("/v1/components/{component}/{tag}/{arch}{query}"));
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(File::open(file)?)?;
     let f = File::open(file)?;

@@ -4,11 +4,13 @@
 //! to serve. The HTTP layer calls these, never the store or the index.
 //!
 //! Main type: [`Components`]. Every method that writes is blocking and
-//! belongs on a blocking thread. `gzip`: derived gzip forms; `space`:
+//! belongs on a blocking thread. `gzip`: derived gzip forms; `layout`: the
+//! top directory of tarballs (another tag's is refused); `space`:
 //! readiness, the free-space floor, statistics, the bound on packs.
 
 mod copies;
 mod gzip;
+mod layout;
 mod space;
 
 use std::collections::HashMap;
@@ -52,6 +54,13 @@ pub enum ComponentError {
     /// The disk is below its free-space floor: writes are refused.
     #[error("the store has {free} bytes free, below its floor of {floor} (min_free_bytes): nothing stored")]
     NoRoom { free: u64, floor: u64 },
+    /// An upload whose only top-level directory is named like another tag.
+    #[error(
+        "the tarball's top directory is {top}/ but the tag is {tag}: it looks like the tarball of \
+         another tag, so nothing was stored. Upload {tag}'s tarball, or ask for wrap=true \
+         (CLI: --wrap) to store it as {tag}/{top}/..."
+    )]
+    OtherTag { top: String, tag: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -299,7 +308,9 @@ impl Components {
     }
 
     /// Stores an uploaded body (tar.zst, tar.gz or tar) for `key`.
-    /// `raw` is the blake3 of the body as received; `expected` the client's claim.
+    /// `raw` is the blake3 of the body as received; `expected` the client's
+    /// claim. `wrap`: a body whose only top-level directory is named like
+    /// another tag goes under `<tag>/` too (else: [`ComponentError::OtherTag`]).
     pub fn put_upload(
         &self,
         key: &ComponentKey,
@@ -307,6 +318,7 @@ impl Components {
         raw: blake3::Hash,
         expected: Option<blake3::Hash>,
         req: PutRequest,
+        wrap: bool,
     ) -> Result<Stored> {
         if let Some(exp) = expected {
             if exp != raw {
@@ -322,7 +334,7 @@ impl Components {
             let size = body.metadata()?.len();
             return self.index_blob(key, BlobInfo { hash: raw, size }, req);
         }
-        let info = self.normalize(&key.tag, body, req.mtime_clamp)?;
+        let info = self.normalize(key, body, req.mtime_clamp, wrap)?;
         self.index_blob(key, info, req)
     }
 
@@ -355,8 +367,14 @@ impl Components {
     /// Imports a tarball from a path on a shared mount (original API). The
     /// real path must be a regular file under one of `compat.import_roots`.
     /// Every refusal is the same 403, so the answer does not tell whether a
-    /// path outside the roots exists.
-    pub fn import_path(&self, key: &ComponentKey, path: &Path, req: PutRequest) -> Result<Stored> {
+    /// path outside the roots exists. `wrap` as for [`Components::put_upload`].
+    pub fn import_path(
+        &self,
+        key: &ComponentKey,
+        path: &Path,
+        req: PutRequest,
+        wrap: bool,
+    ) -> Result<Stored> {
         let refused = || {
             ComponentError::Forbidden(format!(
                 "results_tarball {} is not a readable file below a configured import root (compat.import_roots)",
@@ -386,7 +404,7 @@ impl Components {
                 beneath::open_regular(&real, rel, "the import root").ok()
             })
             .ok_or_else(refused)?;
-        let info = self.normalize(&key.tag, file, req.mtime_clamp)?;
+        let info = self.normalize(key, file, req.mtime_clamp, wrap)?;
         self.index_blob(key, info, req)
     }
 
@@ -483,13 +501,32 @@ impl Components {
     }
 
     /// Unpacks safely into a temp dir and packs the canonical tar.zst blob.
-    fn normalize(&self, tag: &str, body: File, mtime_clamp: Option<u64>) -> Result<BlobInfo> {
+    /// Refuses a tarball whose only top directory is named like another tag
+    /// of `key`'s component, unless `wrap`.
+    fn normalize(
+        &self,
+        key: &ComponentKey,
+        body: File,
+        mtime_clamp: Option<u64>,
+        wrap: bool,
+    ) -> Result<BlobInfo> {
+        let tag = &key.tag;
         self.ensure_room()?;
         let _slot = self.packs.take();
         let work = self.scratch.temp_dir()?;
         let tar = unpack::open_tar(body)?;
         unpack::unpack_safe(tar, work.path(), self.cfg.unpack_limits())?;
         let root = unpack::content_root(work.path(), tag)?;
+        if !wrap && root == work.path() {
+            if let Some(top) = unpack::single_top_dir(work.path())? {
+                if self.names_another_tag(key, &top)? {
+                    return Err(ComponentError::OtherTag {
+                        top,
+                        tag: tag.clone(),
+                    });
+                }
+            }
+        }
         self.pack_into_blob(&root, tag, mtime_clamp)
     }
 
@@ -553,23 +590,6 @@ impl Components {
                 existing: existing.blake3,
             }),
         }
-    }
-
-    /// The name of the first entry (the top-level directory) of a stored
-    /// tar.zst blob, or `None` if it is not one.
-    fn blob_top_dir(&self, hash: &blake3::Hash) -> Option<String> {
-        let mut r = self.blobs.read(hash).ok()?;
-        let mut magic = [0u8; 4];
-        r.read_exact(&mut magic).ok()?;
-        if magic != [0x28, 0xb5, 0x2f, 0xfd] {
-            return None;
-        }
-        let r = std::io::Cursor::new(magic).chain(r);
-        let mut ar = tar::Archive::new(zstd::stream::read::Decoder::new(r).ok()?);
-        let first = ar.entries().ok()?.next()?.ok()?;
-        let p = first.path().ok()?.into_owned();
-        let top = p.components().next()?;
-        Some(top.as_os_str().to_string_lossy().into_owned())
     }
 
     pub fn delete(&self, key: &ComponentKey) -> Result<Record> {

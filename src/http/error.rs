@@ -182,6 +182,9 @@ impl From<ComponentError> for ApiError {
             }
             E::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             E::BlobNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "blob_not_found", msg),
+            E::OtherTag { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "wrong_top_directory", msg)
+            }
             E::BadRequest(_) => ApiError::bad_request(msg),
             E::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg),
             E::Busy(_) => ApiError::new(StatusCode::CONFLICT, "busy", msg),

@@ -358,6 +358,18 @@ pub fn content_root(root: &Path, tag: &str) -> io::Result<PathBuf> {
     Ok(root.to_owned())
 }
 
+/// The name of `root`'s only entry when that is a directory.
+pub fn single_top_dir(root: &Path) -> io::Result<Option<String>> {
+    let mut entries = fs::read_dir(root)?;
+    if let (Some(first), None) = (entries.next(), entries.next()) {
+        let first = first?;
+        if first.file_type()?.is_dir() {
+            return Ok(Some(first.file_name().to_string_lossy().into_owned()));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,6 +159,11 @@ pub struct PutQuery {
     /// Replace a tag stored with other content (admin key only).
     #[serde(default)]
     overwrite: bool,
+    /// Store a tarball whose only top directory is named like another tag
+    /// (`R4.39/` uploaded as `R4.40`) under `<tag>/` anyway; without it such
+    /// an upload is refused (400 `wrong_top_directory`).
+    #[serde(default)]
+    wrap: bool,
 }
 
 /// PUT /v1/components/{component}/{tag}/{arch}
@@ -170,7 +175,10 @@ pub struct PutQuery {
     description = "Stores a tarball (tar.zst, tar.gz or plain tar), normalised to the canonical \
 tar.zst: sorted entries, owner 0:0, a single top-level directory named after the tag. Tags are \
 immutable: the same content again is 200 `unchanged`, other content is 409 unless an admin adds \
-`overwrite=true`. Archives with absolute paths, `..`, links pointing outside or device files are \
+`overwrite=true`. A tarball whose only top-level entry is the tag's directory is kept as it is; \
+any other layout goes under `<tag>/`, except a single top directory named like another tag \
+(`R4.39/` uploaded as `R4.40`: a stored tag of the component, or the tag's letters then a digit), \
+refused with 400 `wrong_top_directory` unless `wrap=true`. Archives with absolute paths, `..`, links pointing outside or device files are \
 refused (400) and nothing is stored. With an empty body and `X-Checksum-Blake3`, the blob already \
 stored under that hash is deployed under this key (checksum deploy).",
     params(
@@ -188,7 +196,7 @@ checked (400 on mismatch); with an empty body, the stored blob to deploy."),
     responses(
         (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = api::ComponentAnswer),
         (status = 201, description = "Stored (`status` is `created`)", body = api::ComponentAnswer),
-        (status = 400, description = "Invalid name or archive, checksum mismatch, or an empty body without `X-Checksum-Blake3`", body = api::ErrorBody),
+        (status = 400, description = "Invalid name or archive, checksum mismatch, an empty body without `X-Checksum-Blake3`, or a top directory named like another tag (without `wrap`)", body = api::ErrorBody),
         (status = 401, description = "No or invalid API key", body = api::ErrorBody),
         (status = 403, description = "The key's role is too small (write; admin for `overwrite`)", body = api::ErrorBody),
         (status = 404, description = "Checksum deploy: no blob with that hash", body = api::ErrorBody),
@@ -240,7 +248,8 @@ pub async fn put(
     } else {
         let file = body.file.reopen().map_err(ApiError::internal)?;
         let raw = body.hash;
-        let stored = blocking(move || c.put_upload(&k, file, raw, expected, put_req)).await?;
+        let wrap = q.wrap;
+        let stored = blocking(move || c.put_upload(&k, file, raw, expected, put_req, wrap)).await?;
         drop(body.file);
         stored
     };

@@ -158,7 +158,9 @@ pub async fn get_component(
     summary = "Publish a tarball from a shared path (original API)",
     description = "Imports a tarball (tar.gz, tar.zst or tar) from a path the service also sees, \
 under one of `compat.import_roots`. Needs a write key, or a client in `compat.trusted_networks`. \
-Fields come from the JSON body or the query string. Tags are immutable, as for the REST upload.",
+Fields come from the JSON body or the query string. Tags are immutable, as for the REST upload, \
+and a tarball whose only top directory is named like another tag is refused (400 \
+`wrong_top_directory`) unless `wrap` is true.",
     params(IdentityHeaders),
     request_body(content = api::LegacyPutRequest, content_type = "application/json",
         example = json!({"component": "asyn", "tag": "R4.39", "arch": "rocky9", "results_tarball": "/mnt/builds/asyn/R4.39.tar.gz"})),
@@ -166,7 +168,7 @@ Fields come from the JSON body or the query string. Tags are immutable, as for t
     responses(
         (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = api::ComponentAnswer),
         (status = 201, description = "Stored (`status` is `created`)", body = api::ComponentAnswer),
-        (status = 400, description = "Missing field, invalid JSON, name or archive, or an unreadable path", body = api::ErrorBody),
+        (status = 400, description = "Missing field, invalid JSON, name or archive, an unreadable path, or a top directory named like another tag (without `wrap`)", body = api::ErrorBody),
         (status = 401, description = "No or invalid API key (from outside the trusted networks)", body = api::ErrorBody),
         (status = 403, description = "The key's role is too small, or the path is not under `compat.import_roots`", body = api::ErrorBody),
         (status = 409, description = "The tag is stored with other content", body = api::ErrorBody),
@@ -185,12 +187,21 @@ pub async fn put_component(
         .components
         .key(&r.component, &r.tag, arch_of(&r.architecture, &r.arch))?;
     let path = PathBuf::from(&r.results_tarball);
+    let wrap = match r.wrap.as_deref() {
+        None | Some("false" | "0" | "") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "wrap is {other:?}: expected true or false"
+            )))
+        }
+    };
     let put_req = PutRequest {
         who: identity(&req),
         ..Default::default()
     };
     let c = state.components.clone();
-    let stored = blocking(move || c.import_path(&key, &path, put_req)).await?;
+    let stored = blocking(move || c.import_path(&key, &path, put_req, wrap)).await?;
     Ok(respond::stored(&state, &req, stored))
 }
 

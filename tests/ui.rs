@@ -507,3 +507,251 @@ fn a_components_page_shows_its_closure_and_reproducibility() {
     });
     b.screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-component.png"));
 }
+
+/// `n` records: `n / 4` components of four records each (two tags, two
+/// arches), and one with names long enough to test the layout.
+fn load_records(dir: &Path, n: usize) {
+    use artifact_store::index::sled::SledIndex;
+    use artifact_store::index::{Entry, Index};
+    use artifact_store::model::{Identity, Record};
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let ix = SledIndex::open(&dir.join("data/index")).expect("open the index");
+    let record = |c: String, t: String, a: &str, i: usize| Record {
+        component: c,
+        tag: t,
+        arch: a.to_owned(),
+        blake3: blake3::hash(&i.to_le_bytes()).to_hex().to_string(),
+        size: 1000 + i as u64,
+        created: chrono::Utc::now(),
+        uploaded_by: Identity {
+            linux_username: Some(format!("user{}", i % 13)),
+            github_username: None,
+        },
+        ..Default::default()
+    };
+    let mut batch = vec![Entry::Component(record(
+        "aaa-a-component-with-a-rather-long-name-for-the-layout".into(),
+        "R10.20.30-rc1-with-a-long-build-suffix".into(),
+        "rocky9",
+        n,
+    ))];
+    for i in 0..n - 1 {
+        let (c, t, a) = (i / 4, (i / 2) % 2, ["rocky9", "rhel9"][i % 2]);
+        batch.push(Entry::Component(record(
+            format!("component-{c:05}"),
+            format!("R{}.{}", 1 + c % 9, t),
+            a,
+            i,
+        )));
+        if batch.len() == 20_000 {
+            ix.import(&batch).expect("import");
+            batch.clear();
+        }
+    }
+    ix.import(&batch).expect("import");
+}
+
+impl Browser {
+    /// Resizes the window; the viewport's width.
+    fn resize(&self, width: u32, height: u32) -> u64 {
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": width, "height": height})),
+        );
+        self.exec("return window.innerWidth").as_u64().unwrap()
+    }
+
+    /// Runs `script` as an async WebDriver script (its last argument is
+    /// the callback); what it passed.
+    fn exec_async(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/async"),
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Types `q` into the search box; the milliseconds until the catalog
+    /// showed what the API found for it.
+    fn search_ms(&self, q: &str) -> f64 {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             const q = {q:?};
+             const box = document.querySelector('#search');
+             const t0 = performance.now();
+             box.value = q;
+             box.dispatchEvent(new Event('input', {{ bubbles: true }}));
+             (function wait() {{
+               const m = performance.getEntriesByName('components-rendered')
+                 .find(m => m.startTime >= t0 && m.detail && m.detail.query === q);
+               if (m) done(m.startTime - t0);
+               else if (performance.now() - t0 > 20000) done(-1);
+               else setTimeout(wait, 2);
+             }})();"
+        );
+        let ms = self.exec_async(&script).as_f64().unwrap();
+        assert!(ms >= 0.0, "the search for {q:?} never showed");
+        ms
+    }
+
+    /// What overflows the viewport or its own cell: elements of the header
+    /// and the components panel sticking out, links or cells whose text is
+    /// cut. Empty when the layout holds.
+    fn layout_faults(&self) -> Vec<String> {
+        let v = self.exec(
+            "const out = [];
+             const W = document.documentElement.clientWidth;
+             if (document.documentElement.scrollWidth > W + 1)
+               out.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' > ' + W);
+             const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+               (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ').join('.') : '') +
+               ' \"' + (e.textContent || '').trim().slice(0, 40) + '\"';
+             for (const e of document.querySelectorAll('header.top *, #components *')) {
+               const r = e.getBoundingClientRect();
+               if (!r.width || !r.height || getComputedStyle(e).visibility === 'hidden') continue;
+               if (r.left < -1 || r.right > W + 1) out.push('sticks out of the page: ' + name(e) + ' ' + r.left + '..' + r.right);
+             }
+             for (const a of document.querySelectorAll('#components a, #components .component-name')) {
+               const r = a.getBoundingClientRect();
+               const cell = a.closest('td, h3').getBoundingClientRect();
+               const s = getComputedStyle(a);
+               if (!r.width) out.push('not shown: ' + name(a));
+               else if (s.textOverflow === 'ellipsis' || a.scrollWidth > Math.ceil(r.width) + 1
+                        || r.left < cell.left - 1 || r.right > cell.right + 1)
+                 out.push('cut: ' + name(a) + ' ' + r.left + '..' + r.right + ' in ' + cell.left + '..' + cell.right);
+             }
+             for (const td of document.querySelectorAll('#components td')) {
+               if (td.scrollWidth > td.clientWidth + 1) out.push('cell overflows: ' + name(td));
+               if (getComputedStyle(td).textOverflow === 'ellipsis') out.push('cell may cut: ' + name(td));
+             }
+             return out.slice(0, 20);",
+        );
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The catalog on 100,000 records: the first page shows in under a second,
+/// a search shows its results in under 100 ms (paged and searched by the
+/// API), components and records are counted apart, and at 1280 and 390 px
+/// nothing sticks out and no link is cut (screenshots in `target/`).
+#[test]
+fn the_catalog_of_100000_records_is_fast_and_keeps_its_layout() {
+    const N: usize = 100_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    load_records(tmp.path(), N);
+    eprintln!("loaded {N} records in {:?}", t.elapsed());
+    let s = Server::start_in(tmp.path(), &config_with_keys(""));
+    for path in [
+        "/v1/components?limit=200",
+        "/v1/components?limit=200&q=component-04321",
+        "/v1/components?limit=1&count=true&q=component-04321",
+        "/v1/components?limit=1&count=true",
+        "/v1/components?limit=200&q=component-01234",
+        "/v1/components?limit=200&q=nothing-like-this",
+    ] {
+        let t = Instant::now();
+        let r = client().get(s.url(path)).send().unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().unwrap();
+        eprintln!("{path}: {:?}", t.elapsed());
+    }
+    let b = Browser::start();
+    let rendered = |b: &Browser| {
+        b.exec(
+            "const m = performance.getEntriesByName('components-rendered')[0];\
+             return m ? m.startTime : null",
+        )
+        .as_f64()
+    };
+
+    for (width, height) in [(1280, 900), (390, 844)] {
+        let inner = b.resize(width, height);
+        assert!(
+            inner <= width as u64 && inner + 20 >= width as u64,
+            "viewport {inner} for a window {width} wide"
+        );
+        // the page, from navigation to the first page of records shown
+        // (loaded once before: the browser's own first start is not the page's)
+        b.goto(&s.url("/"));
+        b.wait_for("the first page", 20, || rendered(&b));
+        b.goto(&s.url("/?again"));
+        let ms = b.wait_for("the first page", 20, || rendered(&b));
+        assert!(
+            ms < 1000.0,
+            "{width} px: the first page showed after {ms:.0} ms"
+        );
+        let rows = b.find_all("#components .component-row").len();
+        assert_eq!(rows, 200, "one page of records");
+        // counted apart: components and records
+        let count = b.wait_for("the count", 20, || {
+            let t = b.text_of("#components-count");
+            (!t.is_empty()).then_some(t)
+        });
+        assert_eq!(count, "25,001 components, 100,000 records", "{width} px");
+        let shown = b.text_of("#components-shown");
+        assert!(
+            shown.contains("200") && shown.contains("100,000"),
+            "{shown}"
+        );
+        // a component's heading counts its tags and its records
+        let meta = b.text_of(".component-group[data-component=\"component-00000\"] .meta");
+        assert!(meta.starts_with("2 tags, 4 records"), "{meta}");
+        let faults = b.layout_faults();
+        assert!(faults.is_empty(), "{width} px:\n{}", faults.join("\n"));
+        b.screenshot(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/ui-catalog-{width}.png")),
+        );
+
+        // searches, answered by the API over all 100,000 records
+        let ms = b.search_ms("component-04321");
+        assert!(
+            ms < 100.0,
+            "{width} px: a rare search showed after {ms:.0} ms"
+        );
+        assert_eq!(
+            visible_rows(&b),
+            [
+                "component-04321/R2.0/rhel9",
+                "component-04321/R2.0/rocky9",
+                "component-04321/R2.1/rhel9",
+                "component-04321/R2.1/rocky9"
+            ]
+        );
+        let count = b.wait_for("the search's count", 20, || {
+            let t = b.text_of("#components-count");
+            t.contains("match").then_some(t)
+        });
+        assert_eq!(count, "1 component, 4 records match");
+        let ms = b.search_ms("rhel9 R3.");
+        assert!(
+            ms < 100.0,
+            "{width} px: a common search showed after {ms:.0} ms"
+        );
+        let rows = visible_rows(&b);
+        assert_eq!(rows.len(), 200, "a page of what matches");
+        assert!(
+            rows.iter()
+                .all(|r| r.contains("/R3.") && r.ends_with("/rhel9")),
+            "{rows:?}"
+        );
+        let ms = b.search_ms("nothing-like-this");
+        assert!(
+            ms < 100.0,
+            "{width} px: a search without matches showed after {ms:.0} ms"
+        );
+        assert!(b.text_of("#components").contains("No component matches"));
+        let faults = b.layout_faults();
+        assert!(
+            faults.is_empty(),
+            "{width} px, searching:\n{}",
+            faults.join("\n")
+        );
+        b.search_ms("");
+    }
+}

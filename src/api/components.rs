@@ -69,7 +69,8 @@ pub struct DeletedAnswer {
     pub component: Record,
 }
 
-/// A page of components, ordered by component/tag/arch.
+/// A page of components (records: one per component, tag and arch),
+/// ordered by component/tag/arch.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ComponentList {
     #[schema(inline)]
@@ -77,6 +78,18 @@ pub struct ComponentList {
     pub components: Vec<ComponentRecord>,
     /// When the page is full: pass it as `after` for the next page.
     pub next: Option<String>,
+    /// With `count=true`: how many match in all, over every page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<ListCount>,
+}
+
+/// How many records, and how many distinct components, match a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListCount {
+    /// Records: (component, tag, arch) entries.
+    pub records: u64,
+    /// Distinct component names among them.
+    pub components: u64,
 }
 
 /// Every tag and architecture of one component.

@@ -627,6 +627,23 @@ impl Components {
         Ok(self.index.list(prefix, after, limit)?)
     }
 
+    /// Records whose component starts with `prefix` and whose
+    /// `component/tag/arch` contains each of `words` (case aside).
+    pub fn search(
+        &self,
+        prefix: &str,
+        words: &[String],
+        after: Option<&ComponentKey>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        Ok(self.index.search(prefix, words, after, limit)?)
+    }
+
+    /// How many records and components [`Components::search`] finds in all.
+    pub fn count(&self, prefix: &str, words: &[String]) -> Result<crate::index::Counts> {
+        Ok(self.index.count_matching(prefix, words)?)
+    }
+
     pub fn versions(&self, component: &str) -> Result<Vec<Record>> {
         crate::model::validate_name("component", component)?;
         Ok(self.index.versions(component)?)

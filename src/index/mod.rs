@@ -69,6 +69,13 @@ pub(crate) fn encode<T: serde::Serialize>(key: &str, v: &T) -> Result<Vec<u8>> {
     })
 }
 
+/// How many records, and how many distinct components, match a search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub records: u64,
+    pub components: u64,
+}
+
 /// What [`Index::put`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -160,6 +167,18 @@ pub trait Index: Send + Sync + 'static {
     /// starting after `after`; at most `limit`.
     fn list(&self, prefix: &str, after: Option<&ComponentKey>, limit: usize)
         -> Result<Vec<Record>>;
+    /// Records whose component starts with `prefix` and whose key
+    /// `component/tag/arch` contains every one of `words` (lower case; the
+    /// key's case is ignored), in key order after `after`; at most `limit`.
+    fn search(
+        &self,
+        prefix: &str,
+        words: &[String],
+        after: Option<&ComponentKey>,
+        limit: usize,
+    ) -> Result<Vec<Record>>;
+    /// How many records and distinct components [`Index::search`] finds in all.
+    fn count_matching(&self, prefix: &str, words: &[String]) -> Result<Counts>;
     /// Every record of one component (all tags and arches).
     fn versions(&self, component: &str) -> Result<Vec<Record>>;
     /// Every record (GC, verification, retention).

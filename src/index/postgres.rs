@@ -17,6 +17,7 @@ mod export;
 mod jobs;
 mod keys;
 mod records;
+mod search;
 mod state;
 
 use std::fmt::Display;
@@ -27,7 +28,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row;
 
-use super::{decode, encode, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result};
+use super::{
+    decode, encode, Counts, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result,
+};
 use crate::config::IndexConfig;
 use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
 use keys::{image_binds, key_binds, key_nul_free, no_nul, nul_free};
@@ -229,11 +232,12 @@ impl PgIndex {
     fn records(
         &self,
         what: impl Display,
-        sql: &'static str,
+        sql: impl sqlx::SqlSafeStr,
         binds: Vec<String>,
         limit: Option<i64>,
     ) -> Result<Vec<Record>> {
         let pool = self.pool.clone();
+        let sql = sql.into_sql_str();
         self.run(what, async move {
             let mut q = sqlx::query(sql);
             for b in binds {
@@ -322,6 +326,20 @@ impl Index for PgIndex {
         limit: usize,
     ) -> Result<Vec<Record>> {
         self.list_records(prefix, after, limit)
+    }
+
+    fn search(
+        &self,
+        prefix: &str,
+        words: &[String],
+        after: Option<&ComponentKey>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.search_records(prefix, words, after, limit)
+    }
+
+    fn count_matching(&self, prefix: &str, words: &[String]) -> Result<Counts> {
+        self.count_records(prefix, words)
     }
 
     fn versions(&self, component: &str) -> Result<Vec<Record>> {

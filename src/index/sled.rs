@@ -16,8 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod export;
+mod search;
 
-use super::{decode, encode, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result};
+use super::{
+    decode, encode, Counts, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result,
+};
 use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, JobState, Record};
 
 impl From<::sled::Error> for IndexError {
@@ -47,6 +50,8 @@ pub struct SledIndex {
     job_lock: Arc<Mutex<()>>,
     /// Leases: name -> (holder, until).
     leases: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    /// The component keys, for searching (see `search`).
+    keys: Arc<search::Keys>,
 }
 
 fn key_bytes(k: &ComponentKey) -> Vec<u8> {
@@ -117,6 +122,7 @@ impl SledIndex {
             meta: db.open_tree("meta")?,
             job_lock: Arc::new(Mutex::new(())),
             leases: Arc::new(Mutex::new(HashMap::new())),
+            keys: Arc::default(),
             db,
         })
     }
@@ -162,6 +168,9 @@ impl Index for SledIndex {
                 .compare_and_swap(&k, old, Some(new.clone()))?
                 .is_ok()
             {
+                if matches!(outcome, PutOutcome::Created) {
+                    self.keys.added(&k);
+                }
                 self.db.flush()?;
                 return Ok(outcome);
             }
@@ -171,6 +180,7 @@ impl Index for SledIndex {
     fn remove(&self, key: &ComponentKey) -> Result<Option<Record>> {
         let k = key_bytes(key);
         let old = self.components.remove(&k)?;
+        self.keys.removed(&k);
         self.db.flush()?;
         old.map(|v| decode(&show(&k), &v)).transpose()
     }
@@ -201,6 +211,20 @@ impl Index for SledIndex {
             }
         }
         Ok(out)
+    }
+
+    fn search(
+        &self,
+        prefix: &str,
+        words: &[String],
+        after: Option<&ComponentKey>,
+        limit: usize,
+    ) -> Result<Vec<Record>> {
+        self.search_records(prefix, words, after, limit)
+    }
+
+    fn count_matching(&self, prefix: &str, words: &[String]) -> Result<Counts> {
+        self.count_records(prefix, words)
     }
 
     fn versions(&self, component: &str) -> Result<Vec<Record>> {

@@ -161,3 +161,71 @@ pub fn listing_paging_versions_and_missing() {
         400,
     );
 }
+
+#[test]
+pub fn listing_searches_and_counts() {
+    let s = Server::start();
+    for (i, (c, t, a)) in [
+        ("asyn", "R4.39", "rocky9"),
+        ("asyn", "R4.39", "rhel9"),
+        ("asyn", "R4.40", "rocky9"),
+        ("motor", "R7.3.1", "rocky9"),
+        ("motor-asyn-glue", "R1.0", "rhel9"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        store(&s, c, t, a, i as u64);
+    }
+    let paths = |v: &Value| -> Vec<String> {
+        v["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .map(|r| {
+                r["path"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("/v1/components/")
+                    .to_owned()
+            })
+            .collect()
+    };
+    // everything, counted: records and distinct components apart
+    let v = get(&s, "/v1/components?count=true").json();
+    assert_eq!(v["count"], json!({"records": 5, "components": 3}), "{v}");
+    // no count unless asked
+    assert!(get(&s, "/v1/components").json().get("count").is_none());
+
+    // words anywhere in component/tag/arch, all of them, case aside
+    let v = get(&s, "/v1/components?q=ASYN%20rocky&count=true").json();
+    assert_eq!(paths(&v), ["asyn/R4.39/rocky9", "asyn/R4.40/rocky9"]);
+    assert_eq!(v["count"], json!({"records": 2, "components": 1}), "{v}");
+    let v = get(&s, "/v1/components?q=asyn&count=true").json();
+    assert_eq!(v["count"], json!({"records": 4, "components": 2}), "{v}");
+    let v = get(&s, "/v1/components?q=r4.39/").json();
+    assert_eq!(paths(&v), ["asyn/R4.39/rhel9", "asyn/R4.39/rocky9"]);
+    // with a prefix, and paged with after
+    let v = get(&s, "/v1/components?prefix=motor&q=asyn").json();
+    assert_eq!(paths(&v), ["motor-asyn-glue/R1.0/rhel9"]);
+    let v = get(&s, "/v1/components?q=asyn&limit=2").json();
+    assert_eq!(paths(&v), ["asyn/R4.39/rhel9", "asyn/R4.39/rocky9"]);
+    let next = v["next"].as_str().expect("next").to_owned();
+    let v = get(&s, &format!("/v1/components?q=asyn&limit=2&after={next}")).json();
+    assert_eq!(
+        paths(&v),
+        ["asyn/R4.40/rocky9", "motor-asyn-glue/R1.0/rhel9"]
+    );
+    // nothing matches; characters that mean something to SQL mean nothing here
+    for q in ["zzz", "%25", "_", "%27%3B", "a%5C"] {
+        let v = get(&s, &format!("/v1/components?q={q}&count=true")).json();
+        assert_eq!(paths(&v), Vec::<String>::new(), "{q}");
+        assert_eq!(v["count"], json!({"records": 0, "components": 0}), "{q}");
+    }
+    // too many words
+    let many = ["a"; 9].join("%20");
+    let e = assert_error_answer(&get(&s, &format!("/v1/components?q={many}")), 400);
+    assert!(e["errorMessage"].as_str().unwrap().contains("words"), "{e}");
+    let e = assert_error_answer(&get(&s, "/v1/components?count=maybe"), 400);
+    assert!(e["errorMessage"].as_str().unwrap().contains("count"), "{e}");
+}

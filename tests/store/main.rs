@@ -10,11 +10,14 @@ mod common;
 mod auth;
 mod bad_input;
 mod checksum;
+mod cli;
 mod download;
 mod durability;
+mod layout;
 mod listing;
 mod original;
 mod upload;
+mod wording;
 
 pub use std::io::{Read, Write};
 pub use std::net::{Shutdown, TcpStream};
@@ -66,6 +69,8 @@ on_s3_postgres! {
     other_content_for_a_tag_conflicts_and_only_admins_overwrite => crate::upload::other_content_for_a_tag_conflicts_and_only_admins_overwrite,
     identical_content_under_two_keys_is_stored_once => crate::upload::identical_content_under_two_keys_is_stored_once,
     architecture_is_case_insensitive => crate::upload::architecture_is_case_insensitive,
+    another_tags_top_directory_is_refused_unless_wrapped => crate::layout::another_tags_top_directory_is_refused_unless_wrapped,
+    listing_searches_and_counts => crate::listing::listing_searches_and_counts,
 }
 
 /// PUT `body` to `/v1/components/{path}` with `key` and extra headers.

@@ -332,27 +332,42 @@ pub struct ListQuery {
     #[serde(default)]
     #[param(required = false)]
     prefix: String,
+    /// Search: words (separated by spaces) that `component/tag/arch` must
+    /// all contain, case aside (`asyn rocky9`, `R4.3`).
+    #[serde(default)]
+    #[param(required = false)]
+    q: String,
     /// `component/tag/arch`: start after this one (the previous page's `next`).
     after: Option<String>,
     /// Page size: 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Also count what matches over every page (`count`: records and
+    /// distinct components); costs a pass over the matching keys.
+    #[serde(default)]
+    count: bool,
 }
 
 const MAX_PAGE: usize = 1000;
+/// At most this many search words, each at most `MAX_WORD` bytes.
+const MAX_WORDS: usize = 8;
+const MAX_WORD: usize = 128;
 
 /// GET /v1/components?prefix=&after=component/tag/arch&limit=
 #[utoipa::path(
     get,
     path = "/v1/components",
     tag = "components",
-    summary = "List components",
-    description = "A page of stored components, ordered by component/tag/arch; follow `next` with `after`.",
+    summary = "List and search components",
+    description = "A page of stored components (one record per component, tag and arch), ordered \
+by component/tag/arch; follow `next` with `after`. `prefix` keeps the components whose name \
+starts with it, `q` the records whose `component/tag/arch` contains each of its words (case \
+aside); `count=true` adds how many records and distinct components match in all.",
     params(ListQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page", body = api::ComponentList),
-        (status = 400, description = "Invalid `after` or query", body = api::ErrorBody),
+        (status = 400, description = "Invalid `after`, `limit`, `count` or `q` (more than 8 words, or a word over 128 bytes)", body = api::ErrorBody),
         (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
     ),
 )]
@@ -373,7 +388,26 @@ pub async fn list(
             }
         }
     };
-    let recs = state.components.list(&q.prefix, after.as_ref(), limit)?;
+    let words: Vec<String> =
+        q.q.split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect();
+    if words.len() > MAX_WORDS || words.iter().any(|w| w.len() > MAX_WORD) {
+        return Err(ApiError::bad_request(format!(
+            "q holds at most {MAX_WORDS} words of at most {MAX_WORD} bytes each"
+        )));
+    }
+    let (c, prefix, want_count) = (state.components.clone(), q.prefix.clone(), q.count);
+    let (recs, count) = blocking(move || {
+        let recs = if words.is_empty() {
+            c.list(&prefix, after.as_ref(), limit)?
+        } else {
+            c.search(&prefix, &words, after.as_ref(), limit)?
+        };
+        let count = want_count.then(|| c.count(&prefix, &words)).transpose()?;
+        Ok((recs, count))
+    })
+    .await?;
     let base = respond::base_url(&state, &req);
     let next = (recs.len() == limit)
         .then(|| recs.last().map(|r| r.key().display_path()))
@@ -385,6 +419,10 @@ pub async fn list(
             .map(|r| api::ComponentRecord::new(r, &base))
             .collect(),
         next,
+        count: count.map(|n| api::ListCount {
+            records: n.records,
+            components: n.components,
+        }),
     }))
 }
 

@@ -85,6 +85,7 @@ impl SledIndex {
                 Entry::Component(r) => {
                     let k = key_bytes(&r.key());
                     self.components.insert(&k, encode(&show(&k), r)?)?;
+                    self.keys.added(&k);
                 }
                 Entry::Image(r) => {
                     let key = ImageKey {

@@ -102,6 +102,7 @@ conformance!(
     named_leases,
     meta_written_once,
     job_logs_append_and_read_from_an_offset,
+    search_sees_every_write,
 );
 
 fn rec(c: &str, t: &str, a: &str, h: &str) -> Record {
@@ -1390,4 +1391,62 @@ mod pg {
         let all = ix.all().count();
         println!("all(): {all} records in {:.1} s", t.elapsed().as_secs_f64());
     }
+}
+
+/// Searches and counts follow every write made after the first search
+/// (sled keeps the keys in memory once searched), prefixes and `after` too.
+fn search_sees_every_write(ix: &dyn Index) {
+    let w = |ws: &[&str]| ws.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let found = |ws: &[&str], prefix: &str, after: Option<&ComponentKey>| -> Vec<String> {
+        ix.search(prefix, &w(ws), after, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.key().display_path())
+            .collect()
+    };
+    assert!(found(&["asyn"], "", None).is_empty());
+    ix.put(&rec("asyn", "R4.39", "rocky9", "a1"), false)
+        .unwrap();
+    assert_eq!(found(&["asyn"], "", None), ["asyn/R4.39/rocky9"]);
+    ix.put(&rec("asyn", "R4.40", "rhel9", "a2"), false).unwrap();
+    ix.put(&rec("motor-asyn", "R1", "rocky9", "m1"), false)
+        .unwrap();
+    assert_eq!(
+        found(&["asyn"], "", None),
+        [
+            "asyn/R4.39/rocky9",
+            "asyn/R4.40/rhel9",
+            "motor-asyn/R1/rocky9"
+        ]
+    );
+    assert_eq!(
+        found(&["ROCKY"], "", None),
+        ["asyn/R4.39/rocky9", "motor-asyn/R1/rocky9"],
+        "case aside"
+    );
+    assert_eq!(found(&["r4", "rhel"], "", None), ["asyn/R4.40/rhel9"]);
+    assert_eq!(found(&["asyn"], "motor", None), ["motor-asyn/R1/rocky9"]);
+    let first = key("asyn", "R4.39", "rocky9");
+    assert_eq!(
+        found(&["asyn"], "", Some(&first)),
+        ["asyn/R4.40/rhel9", "motor-asyn/R1/rocky9"]
+    );
+    let c = ix.count_matching("", &w(&["asyn"])).unwrap();
+    assert_eq!((c.records, c.components), (3, 2));
+    let c = ix.count_matching("", &[]).unwrap();
+    assert_eq!((c.records, c.components), (3, 2));
+    // a replaced record stays found; a removed one is gone
+    ix.put(&rec("asyn", "R4.39", "rocky9", "a3"), true).unwrap();
+    ix.remove(&key("asyn", "R4.40", "rhel9")).unwrap();
+    assert_eq!(
+        found(&["asyn"], "", None),
+        ["asyn/R4.39/rocky9", "motor-asyn/R1/rocky9"]
+    );
+    let c = ix.count_matching("asyn", &[]).unwrap();
+    assert_eq!((c.records, c.components), (1, 1));
+    // imported records too
+    ix.import(&[Entry::Component(rec("calc", "R3.7", "rocky9", "c1"))])
+        .unwrap();
+    assert_eq!(found(&["r3.7"], "", None), ["calc/R3.7/rocky9"]);
+    assert_eq!(ix.search("", &w(&["asyn"]), None, 1).unwrap().len(), 1);
 }

@@ -168,8 +168,8 @@ pub trait Index: Send + Sync + 'static {
     fn list(&self, prefix: &str, after: Option<&ComponentKey>, limit: usize)
         -> Result<Vec<Record>>;
     /// Records whose component starts with `prefix` and whose key
-    /// `component/tag/arch` contains every one of `words` (lower case; the
-    /// key's case is ignored), in key order after `after`; at most `limit`.
+    /// `component/tag/arch` contains every one of `words` (case aside), in
+    /// key order after `after`; at most `limit`.
     fn search(
         &self,
         prefix: &str,

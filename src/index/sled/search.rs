@@ -113,6 +113,11 @@ impl Text {
     }
 }
 
+/// The words as the text has them (names are ASCII).
+fn lower(words: &[String]) -> Vec<String> {
+    words.iter().map(|w| w.to_ascii_lowercase()).collect()
+}
+
 impl Keys {
     fn state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
@@ -167,6 +172,8 @@ impl SledIndex {
         after: Option<&ComponentKey>,
         limit: usize,
     ) -> Result<Vec<Record>> {
+        let words = lower(words);
+        let words = &words[..];
         let t = self.key_text()?;
         let (mut from, to) = t.range(prefix.as_bytes());
         if let Some(a) = after.map(key_bytes) {
@@ -185,6 +192,8 @@ impl SledIndex {
     }
 
     pub(super) fn count_records(&self, prefix: &str, words: &[String]) -> Result<Counts> {
+        let words = lower(words);
+        let words = &words[..];
         let t = self.key_text()?;
         let (from, to) = t.range(prefix.as_bytes());
         let mut counts = Counts::default();

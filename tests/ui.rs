@@ -592,6 +592,7 @@ impl Browser {
         );
         let ms = self.exec_async(&script).as_f64().unwrap();
         assert!(ms >= 0.0, "the search for {q:?} never showed");
+        eprintln!("search {q:?}: shown after {ms:.1} ms");
         ms
     }
 
@@ -682,6 +683,7 @@ fn the_catalog_of_100000_records_is_fast_and_keeps_its_layout() {
         b.wait_for("the first page", 20, || rendered(&b));
         b.goto(&s.url("/?again"));
         let ms = b.wait_for("the first page", 20, || rendered(&b));
+        eprintln!("{width} px: the first page shown after {ms:.0} ms");
         assert!(
             ms < 1000.0,
             "{width} px: the first page showed after {ms:.0} ms"

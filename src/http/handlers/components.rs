@@ -405,7 +405,7 @@ pub async fn list(
             c.search(&prefix, &words, after.as_ref(), limit)?
         };
         let count = want_count.then(|| c.count(&prefix, &words)).transpose()?;
-        Ok((recs, count))
+        Ok::<_, crate::components::ComponentError>((recs, count))
     })
     .await?;
     let base = respond::base_url(&state, &req);

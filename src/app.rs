@@ -210,6 +210,14 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let local = listener.local_addr()?;
     tracing::info!(%local, data = %state.cfg.data_dir.display(), "artifact-store listening");
     println!("listening on http://{local}");
+    // workers (Slurm, Kubernetes) reach the service here unless
+    // `build.worker_url` or `public_url` says otherwise
+    let reach = if local.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    };
+    state.builder.set_listen_url(format!("http://{reach}"));
     spawn_gc(&state);
     http::start(state, listener)?.await?;
     Ok(())

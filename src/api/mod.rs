@@ -6,7 +6,8 @@
 //! Layout: `components` (records with links, lists, the missing-check),
 //! `deps` (closures, the lock document, inputs keys),
 //! `jobs` (builds and their jobs), `images`, `service` (health, readiness,
-//! GC, verify), `original` (the original API's requests), and here the
+//! GC, verify), `original` (the original API's requests), `workers` (what
+//! workers on a cluster and the service say to each other), and here the
 //! error body and the `status` words shared by several answers.
 
 pub mod components;
@@ -15,6 +16,7 @@ pub mod images;
 pub mod jobs;
 pub mod original;
 pub mod service;
+pub mod workers;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,6 +27,7 @@ pub use images::*;
 pub use jobs::*;
 pub use original::*;
 pub use service::*;
+pub use workers::*;
 
 /// `"error"`: the `status` of every error answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -35,6 +35,28 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 
 /// The caller, refused (401/403) unless it holds `role`.
 pub fn authorize(state: &AppState, req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
+    if let Some(t) = bearer(req).filter(|t| crate::jobs::token::is_job_token(t)) {
+        // a worker's job token: it may read (its job's own routes check
+        // it themselves), nothing else
+        if role != Role::Read {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "a job token may only read, post its job's log and store its job's result",
+            ));
+        }
+        if state.builder.jobs().token_reads(t) {
+            return Ok(Principal {
+                name: "worker".into(),
+                role: Some(Role::Read),
+            });
+        }
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "the job token is not valid (its job has ended, or it has expired)",
+        ));
+    }
     let p = state.keys.identify(bearer(req))?;
     state.keys.require(&p, role)?;
     Ok(p)

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use super::handlers::{builds, catalog, components, deps, docs, images, original, service};
+use super::handlers::{builds, catalog, components, deps, docs, images, original, service, workers};
 use crate::{api, model};
 
 #[derive(OpenApi)]
@@ -57,6 +57,12 @@ are case-insensitive.",
         builds::list_jobs,
         builds::get_job,
         builds::get_log,
+        workers::cancel,
+        workers::spec,
+        workers::log,
+        workers::failed,
+        workers::result,
+        workers::claim,
         components::list,
         components::missing,
         components::versions,
@@ -91,6 +97,9 @@ are case-insensitive.",
         (name = "dependencies", description = "Dependency closures for build scripts: one call \
          for the whole closure, lock documents, inputs keys."),
         (name = "images", description = "Container images built from a Dockerfile."),
+        (name = "workers", description = "What `artifact-store worker` calls: a build handed to \
+         Slurm, Kubernetes or a polling worker fetches its spec, posts its log and stores its \
+         result with the job token minted for it."),
         (name = "service", description = "Health, and this documentation."),
     )
 )]
@@ -110,6 +119,19 @@ impl Modify for BearerAuth {
                     .description(Some(
                         "An API key: `Authorization: Bearer <key>`. Roles: read < write < admin. \
                          Create one with `artifact-store key new --name NAME --role ROLE`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "job_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A job token (`adbsjob_...`), minted when a build is handed to a worker: \
+                         it may read, post that job's log and store that job's result, while \
+                         the job runs.",
                     ))
                     .build(),
             ),

@@ -7,6 +7,7 @@ pub mod http;
 pub mod pg;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod slurm;
 pub mod tars;
 
 #[allow(unused_imports)]

@@ -10,3 +10,4 @@ pub mod docs;
 pub mod images;
 pub mod original;
 pub mod service;
+pub mod workers;

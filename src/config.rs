@@ -653,10 +653,11 @@ impl Config {
             Some(p) => fig = fig.merge(Toml::file(p)),
             None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
-        // These belong to the CLI (client URL/token, config path, log filter).
+        // These belong to the CLI (client URL/token, a worker's job token,
+        // config path, log filter).
         fig = fig.merge(
             Env::prefixed("ARTIFACT_STORE_")
-                .ignore(&["url", "token", "config", "log", "log_format"])
+                .ignore(&["url", "token", "job_token", "config", "log", "log_format"])
                 .split("__"),
         );
         let mut cfg: Config = fig.extract().map_err(Box::new)?;

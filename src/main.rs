@@ -125,6 +125,37 @@ enum Cmd {
     /// Rebuild the configured index from the record copies kept beside the
     /// blobs in object storage (after losing the database).
     Reindex,
+    /// Run a build the service handed over (what Slurm and Kubernetes
+    /// start), or with `--poll` claim and run builds until stopped.
+    Worker {
+        /// The service's base URL, as this machine reaches it.
+        #[arg(long, env = "ARTIFACT_STORE_URL")]
+        server: String,
+        /// The job to run (with its job token).
+        #[arg(long, required_unless_present = "poll", conflicts_with = "poll")]
+        job: Option<String>,
+        /// The job token minted for `--job` (best passed in the environment).
+        #[arg(long, env = "ARTIFACT_STORE_JOB_TOKEN", hide_env_values = true)]
+        job_token: Option<String>,
+        /// Claim builds waiting for a worker (executor `worker`), one at a time.
+        #[arg(long)]
+        poll: bool,
+        /// `--poll`: an API key with the `write` (or `admin`) role.
+        #[arg(long, env = "ARTIFACT_STORE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// `--poll`: this worker's name in the job log (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// `--poll`: the arches this machine builds (repeat; default: any).
+        #[arg(long)]
+        arch: Vec<String>,
+        /// `--poll`: run at most one build, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Where builds are unpacked (default: $TMPDIR or /tmp).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -341,6 +372,32 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             })
+        }),
+        Cmd::Worker {
+            server,
+            job,
+            job_token,
+            poll,
+            token,
+            name,
+            arch,
+            once,
+            work_dir,
+        } => offline(cli.config.as_deref(), |cfg| {
+            use artifact_store::worker;
+            let svc = worker::Service::new(&server)?;
+            let root = work_dir.unwrap_or_else(worker::default_work_root);
+            if poll {
+                let key = token.ok_or("--poll needs a key: --token or ARTIFACT_STORE_TOKEN")?;
+                let name = name.unwrap_or_else(artifact_store::app::host_name);
+                worker::poll(&svc, &key, &name, &arch, cfg, &root, once)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = job.ok_or("--job or --poll")?;
+            let token =
+                job_token.ok_or("the job token: ARTIFACT_STORE_JOB_TOKEN (or --job-token)")?;
+            worker::run_one(&svc, &job, &token, cfg, &root)?;
+            Ok(ExitCode::SUCCESS)
         }),
         other => match run_client(other) {
             Ok(code) => code,
@@ -567,8 +624,10 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
                 v.report.corrupt.is_empty() && v.report.missing.is_empty(),
             ))
         }
-        Cmd::Serve { .. } | Cmd::Key(_) | Cmd::Migrate { .. } | Cmd::Reindex => {
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Serve { .. }
+        | Cmd::Key(_)
+        | Cmd::Migrate { .. }
+        | Cmd::Reindex
+        | Cmd::Worker { .. } => Ok(ExitCode::SUCCESS),
     }
 }

@@ -194,7 +194,10 @@ fn assert_process_ends(pid_file: &Path) {
     while Path::new(&proc).exists() {
         let stat = std::fs::read_to_string(format!("{proc}/stat")).unwrap_or_default();
         // a zombie is dead
-        if stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')) {
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        {
             return;
         }
         assert!(
@@ -258,8 +261,14 @@ fn two_jobs_run_at_once_on_the_node() {
     for &id in &ids {
         assert_eq!(s.wait_state(id), "COMPLETED", "{}", s.output(id));
     }
-    let started: Vec<f64> = dirs.iter().map(|d| stamp(&d.path().join("started"))).collect();
-    let ended: Vec<f64> = dirs.iter().map(|d| stamp(&d.path().join("ended"))).collect();
+    let started: Vec<f64> = dirs
+        .iter()
+        .map(|d| stamp(&d.path().join("started")))
+        .collect();
+    let ended: Vec<f64> = dirs
+        .iter()
+        .map(|d| stamp(&d.path().join("ended")))
+        .collect();
     // they overlapped: each started before the other ended
     assert!(started[0] < ended[1] && started[1] < ended[0]);
     report(
@@ -326,8 +335,8 @@ fn slurmrestd_submits_a_job_and_reports_its_state() {
     assert_eq!(status, 200, "{ping}");
     assert_eq!(ping["pings"][0]["ping"], "UP", "{ping}");
     // no token: refused
-    let r = reqwest::blocking::get(format!("{}/slurm/{REST_API}/ping", s.rest_url()))
-        .expect("ping");
+    let r =
+        reqwest::blocking::get(format!("{}/slurm/{REST_API}/ping", s.rest_url())).expect("ping");
     assert_eq!(r.status().as_u16(), 401);
 
     let dir = workdir();
@@ -347,11 +356,16 @@ fn slurmrestd_submits_a_job_and_reports_its_state() {
     let submitted = start.elapsed();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["errors"], json!([]), "{answer}");
-    let id = answer["job_id"].as_u64().unwrap_or_else(|| panic!("{answer}"));
+    let id = answer["job_id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{answer}"));
     let (job, state) = loop {
         let (status, job) = rest(s, &token, "GET", &format!("job/{id}"), None);
         assert_eq!(status, 200, "{job}");
-        let state = job["jobs"][0]["job_state"].as_str().unwrap_or_default().to_owned();
+        let state = job["jobs"][0]["job_state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if FINAL_STATES.contains(&state.as_str()) {
             break (job, state);
         }

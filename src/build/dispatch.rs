@@ -54,12 +54,18 @@ impl Builder {
     /// The spec of the build a worker's token names (checked).
     pub fn worker_spec(&self, token: &str, job: &str) -> Result<BuildSpec, WorkerError> {
         let (claims, _) = self.jobs.check_token(token, job)?;
-        self.dispatched_spec(&claims.dispatch).ok_or(WorkerError::NoSpec)
+        self.dispatched_spec(&claims.dispatch)
+            .ok_or(WorkerError::NoSpec)
     }
 
     /// Appends a worker's lines to its job's log (checked); false past the
     /// log's cap.
-    pub fn worker_log_lines(&self, token: &str, job: &str, chunk: &[u8]) -> Result<bool, WorkerError> {
+    pub fn worker_log_lines(
+        &self,
+        token: &str,
+        job: &str,
+        chunk: &[u8],
+    ) -> Result<bool, WorkerError> {
         self.jobs.check_token(token, job)?;
         Ok(self.jobs.append_worker_log(job, chunk)?)
     }
@@ -86,10 +92,15 @@ impl Builder {
         raw: blake3::Hash,
     ) -> Result<crate::components::Stored, WorkerError> {
         let (claims, _) = self.jobs.check_token(token, job)?;
-        if self.meta_json::<Record>(&result_key(&claims.dispatch)).is_some() {
+        if self
+            .meta_json::<Record>(&result_key(&claims.dispatch))
+            .is_some()
+        {
             return Err(WorkerError::Token(crate::jobs::TokenError::Ended));
         }
-        let spec = self.dispatched_spec(&claims.dispatch).ok_or(WorkerError::NoSpec)?;
+        let spec = self
+            .dispatched_spec(&claims.dispatch)
+            .ok_or(WorkerError::NoSpec)?;
         let key = crate::model::ComponentKey::new(&spec.component, &spec.tag, &spec.arch)
             .map_err(crate::components::ComponentError::from)?;
         let req = crate::components::PutRequest {
@@ -126,7 +137,8 @@ impl Builder {
                 let d = j.dispatch.clone()?;
                 (d.executor == "worker"
                     && d.remote_id.is_empty()
-                    && (arches.is_empty() || arches.iter().any(|a| a.eq_ignore_ascii_case(&d.arch))))
+                    && (arches.is_empty()
+                        || arches.iter().any(|a| a.eq_ignore_ascii_case(&d.arch))))
                 .then_some((j.id, d))
             })
             .collect();
@@ -204,7 +216,10 @@ impl Builder {
             arch: spec.arch.clone(),
             cpus: spec.cpus,
             timeout,
-            image: spec.image.clone().or_else(|| self.cfg.arch(&spec.arch).image),
+            image: spec
+                .image
+                .clone()
+                .or_else(|| self.cfg.arch(&spec.arch).image),
         };
         match self.engine(executor) {
             Some(engine) => {
@@ -235,7 +250,12 @@ impl Builder {
         let index = self.jobs.index().clone();
         let id = id.to_owned();
         let _ = tokio::task::spawn_blocking(move || {
-            for k in [spec_key(&id), result_key(&id), claim_key(&id), failed_key(&id)] {
+            for k in [
+                spec_key(&id),
+                result_key(&id),
+                claim_key(&id),
+                failed_key(&id),
+            ] {
                 let _ = index.delete_meta(&k);
             }
         })
@@ -289,20 +309,15 @@ impl Builder {
                 return Ok(rec);
             }
             if let Ok(Some(why)) = self.jobs.index().meta(&failed_key(&d.id)) {
+                // the step is the worker's last (`==> ` lines)
                 return Err(fail(format!(
-                    "the worker failed: {}; nothing was stored",
+                    "{} (on the worker); nothing was stored",
                     String::from_utf8_lossy(&why)
                 )));
             }
             if remote.is_empty() {
                 // a polling worker's claim
-                if let Some(by) = self
-                    .jobs
-                    .index()
-                    .meta(&claim_key(&d.id))
-                    .ok()
-                    .flatten()
-                {
+                if let Some(by) = self.jobs.index().meta(&claim_key(&d.id)).ok().flatten() {
                     remote = String::from_utf8_lossy(&by).into_owned();
                     ctx.log.line(&format!("claimed by worker {remote}"));
                     let mut nd = d.clone();
@@ -337,7 +352,9 @@ impl Builder {
             match engine.state(&remote).await {
                 Ok(s) if s.is_final() => ended = Some((s, Instant::now())),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(job = %ctx.id, "cannot ask {} about job {remote}: {e}", engine.name()),
+                Err(e) => {
+                    tracing::warn!(job = %ctx.id, "cannot ask {} about job {remote}: {e}", engine.name())
+                }
             }
         }
     }

@@ -14,8 +14,8 @@ use super::inputs::Inputs;
 use super::recipe::{BuildPlan, Recipe};
 use super::sandbox::{self, Sandbox};
 use super::{git, resolve, Builder, SubmitError, Submitted};
-use crate::config::Executor;
 use crate::components::PutRequest;
+use crate::config::Executor;
 use crate::jobs::{JobCtx, WorkError};
 use crate::model::{
     ComponentKey, Identity, JobTarget, Record, RefKind, Reproducibility, Requirement,

@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use super::handlers::{builds, catalog, components, deps, docs, images, original, service, workers};
+use super::handlers::{
+    builds, catalog, components, deps, docs, images, original, service, workers,
+};
 use crate::{api, model};
 
 #[derive(OpenApi)]

@@ -252,7 +252,11 @@ impl Jobs {
                 return LogSource::Archived(v);
             }
         }
-        match self.shared.index.job_log(id, 0, self.shared.cfg.log_cap as usize) {
+        match self
+            .shared
+            .index
+            .job_log(id, 0, self.shared.cfg.log_cap as usize)
+        {
             Ok(v) if !v.is_empty() => LogSource::Archived(v),
             _ => LogSource::None,
         }
@@ -457,7 +461,9 @@ impl Jobs {
             .index
             .set_meta_if_absent(token::KEY_META, &token::new_key())?;
         let key: [u8; 32] = stored.as_slice().try_into().map_err(|_| {
-            JobError::Index(IndexError::Db("the job token key in the index is damaged".into()))
+            JobError::Index(IndexError::Db(
+                "the job token key in the index is damaged".into(),
+            ))
         })?;
         Ok(*self.shared.token_key.get_or_init(|| key))
     }
@@ -484,11 +490,7 @@ impl Jobs {
         if claims.job != id {
             return Err(TokenError::OtherJob);
         }
-        let job = self
-            .shared
-            .index
-            .job(id)?
-            .ok_or(TokenError::Invalid)?;
+        let job = self.shared.index.job(id)?.ok_or(TokenError::Invalid)?;
         if job.state.is_final() {
             return Err(TokenError::Ended);
         }
@@ -571,9 +573,7 @@ impl Jobs {
             }
             job = self.get(id)?.unwrap_or(job);
         }
-        self.shared
-            .index
-            .set_meta(&cancel_key(id), by.as_bytes())?;
+        self.shared.index.set_meta(&cancel_key(id), by.as_bytes())?;
         Ok(Some(job))
     }
 

@@ -193,7 +193,14 @@ impl Jobs {
         self.archive_log(&id);
         let _ = self.shared.index.delete_meta(&super::cancel_key(&id));
         if let Some(msg) = cancelled {
-            self.finish_as(&id, JobState::Cancelled, Err(WorkError { step: "cancel".into(), message: msg }));
+            self.finish_as(
+                &id,
+                JobState::Cancelled,
+                Err(WorkError {
+                    step: "cancel".into(),
+                    message: msg,
+                }),
+            );
         } else {
             self.finish(&id, res);
         }
@@ -205,7 +212,8 @@ impl Jobs {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let j = self.clone();
             let i = id.to_owned();
-            if let Ok(Some(by)) = tokio::task::spawn_blocking(move || j.cancel_requested(&i)).await {
+            if let Ok(Some(by)) = tokio::task::spawn_blocking(move || j.cancel_requested(&i)).await
+            {
                 return by;
             }
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use reqwest::blocking::Client;
 
-use crate::api::{Claimed, ClaimRequest, WorkerBlob, WorkerFailure, WorkerSpec};
+use crate::api::{ClaimRequest, Claimed, WorkerBlob, WorkerFailure, WorkerSpec};
 use crate::build::execute::{self, BuildHost, BuildSpec};
 use crate::build::git;
 use crate::config::Config;
@@ -71,7 +71,8 @@ impl Service {
         what: &str,
         r: reqwest::Result<reqwest::blocking::Response>,
     ) -> Result<reqwest::blocking::Response, WorkerError> {
-        let r = r.map_err(|e| WorkerError::Service(format!("{what}: cannot reach the service: {e}")))?;
+        let r =
+            r.map_err(|e| WorkerError::Service(format!("{what}: cannot reach the service: {e}")))?;
         if r.status().is_success() {
             return Ok(r);
         }
@@ -104,12 +105,14 @@ pub fn run_one(
         .map_err(|e| WorkerError::Service(format!("the build's spec: {e}")))?;
     let poster = LogPoster::start(svc.clone(), job.to_owned(), token.to_owned());
     let res = build(svc, token, &ws, cfg, work_root, &poster);
-    if let Err(e) = &res {
-        poster.line(&format!("==> failed: {e}"));
-    }
     poster.finish();
     if let Err(e) = &res {
-        let _ = svc.http
+        // the service writes the failure into the job (the step it failed in)
+        eprintln!("artifact-store worker: the build failed: {e}");
+    }
+    if let Err(e) = &res {
+        let _ = svc
+            .http
             .post(svc.url(&format!("/v1/jobs/{job}/failed")))
             .bearer_auth(token)
             .json(&WorkerFailure {
@@ -180,17 +183,9 @@ fn build(
         .map_err(WorkerError::Build)?;
     drop(rt);
     let tarball = pack_tree(&tree, spec, cfg, work.path())?;
-    let size = tarball.metadata()?.len();
+    let size = std::fs::metadata(&tarball)?.len();
     poster.line(&format!("uploading the result ({size} bytes)"));
-    let r = svc.check(
-        "storing the result",
-        svc.http
-            .put(svc.url(&format!("/v1/jobs/{}/result", spec.job)))
-            .bearer_auth(token)
-            .header("content-type", "application/zstd")
-            .body(tarball)
-            .send(),
-    )?;
+    let r = upload(svc, token, &spec.job, &tarball)?;
     let v: serde_json::Value = r.json().unwrap_or_default();
     poster.line(&format!(
         "stored: blake3 {}",
@@ -199,9 +194,49 @@ fn build(
     Ok(())
 }
 
+/// How long a worker keeps trying to hand its result to a service that
+/// does not answer (restarting, or a replica going away).
+const UPLOAD_PATIENCE: Duration = Duration::from_secs(180);
+
+/// `PUT /v1/jobs/{id}/result`, again while the service cannot be reached
+/// or answers 5xx (a restart must not throw a finished build away); a 4xx
+/// is the service's final word.
+fn upload(
+    svc: &Service,
+    token: &str,
+    job: &str,
+    tarball: &Path,
+) -> Result<reqwest::blocking::Response, WorkerError> {
+    let deadline = std::time::Instant::now() + UPLOAD_PATIENCE;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let sent = svc
+            .http
+            .put(svc.url(&format!("/v1/jobs/{job}/result")))
+            .bearer_auth(token)
+            .header("content-type", "application/zstd")
+            .body(std::fs::File::open(tarball)?)
+            .send();
+        let again = match &sent {
+            Err(_) => true,
+            Ok(r) => r.status().is_server_error(),
+        };
+        if !again || std::time::Instant::now() + wait > deadline {
+            return svc.check("storing the result", sent);
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
 /// Packs the built tree as the canonical tarball (the service normalises
 /// it again, to the same bytes).
-fn pack_tree(tree: &Path, spec: &BuildSpec, cfg: &Config, work: &Path) -> Result<std::fs::File, WorkerError> {
+fn pack_tree(
+    tree: &Path,
+    spec: &BuildSpec,
+    cfg: &Config,
+    work: &Path,
+) -> Result<PathBuf, WorkerError> {
     let opts = PackOptions {
         prefix: spec.tag.clone(),
         mtime_clamp: spec.mtime_clamp,
@@ -214,7 +249,7 @@ fn pack_tree(tree: &Path, spec: &BuildSpec, cfg: &Config, work: &Path) -> Result
     let f = pack::pack_dir(tree, &opts, std::io::BufWriter::new(f))
         .map_err(|e| WorkerError::Build(format!("packing the result: {e}")))?;
     f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(std::fs::File::open(&path)?)
+    Ok(path)
 }
 
 fn hostname() -> String {
@@ -280,14 +315,19 @@ fn fetch_blob(svc: &Service, token: &str, blob: &WorkerBlob, dest: &Path) -> Res
     };
     let res = zstd::stream::read::Decoder::new(&mut hashing)
         .map_err(|e| e.to_string())
-        .and_then(|dec| unpack::unpack_safe(dec, dest, unpack::Limits::NONE).map_err(|e| e.to_string()));
+        .and_then(|dec| {
+            unpack::unpack_safe(dec, dest, unpack::Limits::NONE).map_err(|e| e.to_string())
+        });
     let res = res.and_then(|_| {
         std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| e.to_string())?;
         let got = hashing.hasher.finalize().to_hex().to_string();
         if got == blob.blake3 {
             Ok(())
         } else {
-            Err(format!("blake3 mismatch: expected {}, got {got}", blob.blake3))
+            Err(format!(
+                "blake3 mismatch: expected {}, got {got}",
+                blob.blake3
+            ))
         }
     });
     if res.is_err() {

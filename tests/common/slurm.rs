@@ -200,7 +200,12 @@ impl Programs {
             .into_iter()
             .flatten()
             .flatten()
-            .chain(glob::glob("/usr/lib*/slurm/auth_jwt.so").into_iter().flatten().flatten())
+            .chain(
+                glob::glob("/usr/lib*/slurm/auth_jwt.so")
+                    .into_iter()
+                    .flatten()
+                    .flatten(),
+            )
             .next();
         if jwt.is_none() {
             missing("Slurm's JWT plugin (auth_jwt.so, package slurm-wlm-jwt-plugin)");
@@ -771,9 +776,16 @@ PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE OverSubscrib
         let mut c = Command::new(path);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
-            if ["SLURM_", "SBATCH_", "SQUEUE_", "SINFO_", "SCONTROL_", "SCANCEL_"]
-                .iter()
-                .any(|p| k.starts_with(p))
+            if [
+                "SLURM_",
+                "SBATCH_",
+                "SQUEUE_",
+                "SINFO_",
+                "SCONTROL_",
+                "SCANCEL_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
             {
                 c.env_remove(OsStr::new(k.as_ref()));
             }
@@ -836,8 +848,7 @@ PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE OverSubscrib
 
     /// What a job from [`Slurm::sbatch`] printed (stdout and stderr).
     pub fn output(&self, id: u32) -> String {
-        std::fs::read_to_string(self.dir.join("jobs").join(format!("{id}.out")))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("jobs").join(format!("{id}.out"))).unwrap_or_default()
     }
 
     /// A job's fields (`scontrol show job -o`): JobState, ExitCode,

@@ -32,10 +32,19 @@ pub fn names(run: &WorkerRun) -> (String, String) {
     let clean: String = run
         .job
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let d: String = run.dispatch.chars().take(8).collect();
-    (format!("adbs-{clean}-{d}"), format!("adbs-token-{clean}-{d}"))
+    (
+        format!("adbs-{clean}-{d}"),
+        format!("adbs-token-{clean}-{d}"),
+    )
 }
 
 /// The Secret holding the worker's token.
@@ -57,7 +66,11 @@ pub fn secret_manifest(cfg: &KubernetesConfig, run: &WorkerRun) -> Value {
 /// The Job running the worker.
 pub fn job_manifest(cfg: &KubernetesConfig, run: &WorkerRun) -> Value {
     let (name, secret) = names(run);
-    let image = run.image.clone().or_else(|| cfg.image.clone()).unwrap_or_default();
+    let image = run
+        .image
+        .clone()
+        .or_else(|| cfg.image.clone())
+        .unwrap_or_default();
     let mut args = run.args();
     args.insert(0, cfg.worker.clone());
     let mut pod = json!({
@@ -158,13 +171,18 @@ impl Cluster {
             .map_err(|e| format!("the service account's token: {e}"))?;
         let ca = std::fs::read(format!("{SA_DIR}/ca.crt"))
             .map_err(|e| format!("the cluster's CA: {e}"))?;
-        let ca = reqwest::Certificate::from_pem(&ca).map_err(|e| format!("the cluster's CA: {e}"))?;
+        let ca =
+            reqwest::Certificate::from_pem(&ca).map_err(|e| format!("the cluster's CA: {e}"))?;
         let http = reqwest::blocking::Client::builder()
             .add_root_certificate(ca)
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         Ok(Cluster {
             base: format!("https://{host}:{port}"),
             token: token.trim().to_owned(),
@@ -172,7 +190,12 @@ impl Cluster {
         })
     }
 
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -347,7 +370,9 @@ mod tests {
             RemoteState::Completed
         );
         assert_eq!(
-            st(json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]})),
+            st(
+                json!({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]})
+            ),
             RemoteState::TimedOut
         );
         assert!(matches!(

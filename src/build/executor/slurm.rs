@@ -55,9 +55,7 @@ pub fn state_of(line: &str) -> RemoteState {
     match state {
         "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
         | "RESV_DEL_HOLD" | "SUSPENDED" | "STOPPED" => RemoteState::Pending,
-        "RUNNING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING" | "RESIZING" => {
-            RemoteState::Running
-        }
+        "RUNNING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING" | "RESIZING" => RemoteState::Running,
         "COMPLETED" => RemoteState::Completed,
         "TIMEOUT" | "DEADLINE" => RemoteState::TimedOut,
         "CANCELLED" => RemoteState::Cancelled,
@@ -127,7 +125,12 @@ impl Slurm {
         a
     }
 
-    async fn run(&self, name: &str, args: Vec<String>, extra_env: Vec<(String, String)>) -> Result<process::Captured, String> {
+    async fn run(
+        &self,
+        name: &str,
+        args: Vec<String>,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<process::Captured, String> {
         let mut env = self.env();
         env.extend(extra_env);
         process::capture(&self.program(name), &args, &env, COMMAND_TIMEOUT)
@@ -155,7 +158,10 @@ impl Engine for Slurm {
             }
             let id = out.stdout.trim().split(';').next().unwrap_or("").to_owned();
             if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-                return Err(format!("sbatch answered {:?}, not a job id", out.stdout.trim()));
+                return Err(format!(
+                    "sbatch answered {:?}, not a job id",
+                    out.stdout.trim()
+                ));
             }
             Ok(id)
         })
@@ -208,11 +214,15 @@ mod tests {
         assert_eq!(state_of(&l("COMPLETED")), RemoteState::Completed);
         assert_eq!(state_of(&l("TIMEOUT")), RemoteState::TimedOut);
         assert_eq!(state_of(&l("CANCELLED")), RemoteState::Cancelled);
-        assert!(matches!(state_of(&l("NODE_FAIL")), RemoteState::Lost(m) if m.contains("NODE_FAIL")));
+        assert!(
+            matches!(state_of(&l("NODE_FAIL")), RemoteState::Lost(m) if m.contains("NODE_FAIL"))
+        );
         let failed = state_of("JobId=7 JobState=FAILED Reason=NonZeroExitCode ExitCode=2:0");
         assert_eq!(
             failed,
-            RemoteState::Failed("Slurm reports FAILED, exit code 2:0, reason NonZeroExitCode".into())
+            RemoteState::Failed(
+                "Slurm reports FAILED, exit code 2:0, reason NonZeroExitCode".into()
+            )
         );
     }
 
@@ -240,6 +250,9 @@ mod tests {
         assert!(args.contains(&"--cpus-per-task=4".to_owned()));
         assert!(args.contains(&"--partition=debug".to_owned()));
         assert!(args.contains(&"--time=65".to_owned()));
-        assert!(args.last().unwrap().contains("'worker' '--server' 'http://10.0.0.1:8080' '--job' 'j1'"));
+        assert!(args
+            .last()
+            .unwrap()
+            .contains("'worker' '--server' 'http://10.0.0.1:8080' '--job' 'j1'"));
     }
 }

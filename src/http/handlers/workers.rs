@@ -105,7 +105,9 @@ pub async fn log(
     let chunk = body::read_small(payload, 1 << 20).await?;
     let b = state.builder.clone();
     blocking(move || b.worker_log_lines(&t, &id, &chunk)).await?;
-    Ok(HttpResponse::Ok().json(api::OkStatusAnswer { status: OkStatus::Ok }))
+    Ok(HttpResponse::Ok().json(api::OkStatusAnswer {
+        status: OkStatus::Ok,
+    }))
 }
 
 /// POST /v1/jobs/{id}/failed
@@ -134,7 +136,9 @@ pub async fn failed(
     let t = token(&req)?;
     let b = state.builder.clone();
     blocking(move || b.worker_failed(&t, &id, &f.message)).await?;
-    Ok(HttpResponse::Ok().json(api::OkStatusAnswer { status: OkStatus::Ok }))
+    Ok(HttpResponse::Ok().json(api::OkStatusAnswer {
+        status: OkStatus::Ok,
+    }))
 }
 
 /// PUT /v1/jobs/{id}/result

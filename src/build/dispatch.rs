@@ -143,13 +143,16 @@ impl Builder {
             })
             .collect();
         waiting.sort_by(|a, b| a.1.at.cmp(&b.1.at));
+        // each claim is its own (two workers of one name, or one asking
+        // twice, never get the same build)
+        let me = format!("{worker} ({:08x})", rand::random::<u32>());
         for (job, d) in waiting {
             let won = self
                 .jobs
                 .index()
-                .set_meta_if_absent(&claim_key(&d.id), worker.as_bytes())
+                .set_meta_if_absent(&claim_key(&d.id), me.as_bytes())
                 .map_err(crate::jobs::JobError::from)?;
-            if won == worker.as_bytes() {
+            if won == me.as_bytes() {
                 let ttl = Duration::from_secs(self.cfg.build.timeout_secs + 6 * 3600);
                 let token = self.jobs.mint_token(&job, &d.id, ttl)?;
                 return Ok(Some((job, token)));

@@ -38,17 +38,6 @@ fn post_build(s: &Server, body: Value, wait: bool) -> (u16, Value) {
     )
 }
 
-fn job(s: &Server, id: &str) -> Value {
-    let (status, v) = json_of(
-        client()
-            .get(s.url(&format!("/v1/jobs/{id}")))
-            .send()
-            .expect("job"),
-    );
-    assert_eq!(status, 200, "{v}");
-    v["job"].clone()
-}
-
 /// Waits until the job's log holds `needle`; the log.
 fn wait_log(s: &Server, id: &str, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);

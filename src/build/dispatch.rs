@@ -142,7 +142,7 @@ impl Builder {
                 .then_some((j.id, d))
             })
             .collect();
-        waiting.sort_by(|a, b| a.1.at.cmp(&b.1.at));
+        waiting.sort_by_key(|w| w.1.at);
         // each claim is its own (two workers of one name, or one asking
         // twice, never get the same build)
         let me = format!("{worker} ({:08x})", rand::random::<u32>());

@@ -180,6 +180,43 @@ fn the_service_restarted_while_a_slurm_job_runs_still_gets_its_result_once() {
     assert_eq!(log.matches("handed to slurm as job").count(), 1, "{log}");
 }
 
+#[test]
+fn a_slurm_job_that_failed_while_the_service_was_down_fails_the_job_without_a_rebuild() {
+    let repos = Repos::new(&[]);
+    repos.add_tree("late-fail", |d| {
+        std::fs::write(
+            d.join("config.yaml"),
+            "repo: late-fail\nenvironments: [rocky9]\nbuild: sleep 3 && exit 3\n",
+        )
+        .unwrap();
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = build_config("");
+    let mut s = on_slurm(|| Server::start_in(tmp.path(), &cfg));
+    let (status, v) = post_build(
+        &s,
+        json!({"component": "late-fail", "tag": "R1.0", "url": repos.file_url("late-fail")}),
+        false,
+    );
+    assert_eq!(status, 202, "{v}");
+    let id = v["job"].as_str().unwrap().to_owned();
+    let sj = slurm_job(&wait_log(&s, &id, "handed to slurm as job"));
+    let port = s.base.rsplit(':').next().unwrap().to_owned();
+    s.kill();
+    assert_eq!(slurm::cluster().wait_state(sj), "FAILED");
+    let s = on_slurm(|| Server::start_on(tmp.path(), &cfg, &[], &format!("127.0.0.1:{port}")));
+    let j = wait_job(&s, &id);
+    assert_eq!(j["state"], "failed", "{j}");
+    let err = j["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains(&format!("slurm job {sj}")),
+        "{err}\n{}",
+        job_log(&s, &id)
+    );
+    assert_eq!(slurm_jobs_named(&id), 1, "the build ran twice");
+    assert_eq!(stored(&s, "late-fail"), 404);
+}
+
 fn download_tar(s: &Server, c: &str) -> Vec<(String, Vec<u8>)> {
     let r = client()
         .get(s.url(&format!("/v1/components/{c}/R1.0/rocky9")))

@@ -229,13 +229,14 @@ impl Builder {
                 let remote = engine.submit(&run).await.map_err(|e| {
                     fail(format!("cannot hand the build to {}: {e}", engine.name()))
                 })?;
+                // kept before anything is said: a restart follows this job
+                d.remote_id = remote.clone();
+                self.jobs.set_dispatch(&ctx.id, Some(d.clone()));
                 ctx.log.line(&format!(
                     "handed to {} as job {remote}; its worker reports to {}",
                     engine.name(),
                     run.server
                 ));
-                d.remote_id = remote;
-                self.jobs.set_dispatch(&ctx.id, Some(d.clone()));
             }
             None => ctx.log.line(&format!(
                 "waiting for a worker (`artifact-store worker --poll`) to claim it at {}",
@@ -381,28 +382,50 @@ impl Builder {
 
     /// A job taken up with a hand-over in it (its replica died, or the
     /// service restarted): follows the hand-over again while it runs.
-    /// `Some(record)` when it ended with a stored result; `None` when the
-    /// job must build afresh.
-    pub(super) async fn reattach(&self, ctx: &JobCtx, d: &Dispatch) -> Option<Record> {
+    /// `Ok(Some(record))` when it stored its result; `Ok(None)` when nothing
+    /// was ever started (not submitted, not claimed) and the job may build
+    /// afresh; `Err` when what was started ended without a result (the job
+    /// fails with the engine's reason: a build is never run twice).
+    pub(super) async fn reattach(
+        &self,
+        ctx: &JobCtx,
+        d: &Dispatch,
+    ) -> Result<Option<Record>, WorkError> {
         if let Some(rec) = self.meta_json::<Record>(&result_key(&d.id)) {
             ctx.log.line(&format!(
                 "the build handed to {} ({}) had stored its result",
                 d.executor, d.remote_id
             ));
             self.forget_dispatch(ctx, &d.id).await;
-            return Some(rec);
+            return Ok(Some(rec));
         }
-        let alive = match self.engine_named(&d.executor) {
-            Some(engine) if !d.remote_id.is_empty() => {
-                matches!(engine.state(&d.remote_id).await, Ok(s) if !s.is_final())
-            }
-            _ => false,
-        };
-        if !alive {
+        if d.remote_id.is_empty() {
             self.forget_dispatch(ctx, &d.id).await;
-            return None;
+            return Ok(None);
         }
         ctx.step(&format!("dispatch {} {}", d.component, d.tag));
+        if let Some(engine) = self.engine_named(&d.executor) {
+            match engine.state(&d.remote_id).await {
+                Ok(s) if s.is_final() => {
+                    // its result may have landed as it ended
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Some(rec) = self.meta_json::<Record>(&result_key(&d.id)) {
+                        self.forget_dispatch(ctx, &d.id).await;
+                        return Ok(Some(rec));
+                    }
+                    self.forget_dispatch(ctx, &d.id).await;
+                    return Err(ctx.fail(ended_without_result(engine.name(), &d.remote_id, &s)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.forget_dispatch(ctx, &d.id).await;
+                    return Err(ctx.fail(format!(
+                        "{} job {} cannot be followed after the restart ({e}); nothing was stored",
+                        d.executor, d.remote_id
+                    )));
+                }
+            }
+        }
         ctx.log.line(&format!(
             "following {} job {} again (started before this replica took the job up)",
             d.executor, d.remote_id
@@ -410,7 +433,7 @@ impl Builder {
         let timeout = Duration::from_secs(self.cfg.build.timeout_secs);
         let res = self.follow(ctx, d, timeout).await;
         self.forget_dispatch(ctx, &d.id).await;
-        res.ok()
+        res.map(Some)
     }
 }
 

@@ -275,7 +275,9 @@ impl Builder {
         let this = self.clone();
         Some(Box::new(move |ctx: JobCtx| {
             Box::pin(async move {
-                let _ = this.reattach(&ctx, &d).await;
+                // a stored result makes the work a cache hit; what was
+                // started and ended without one fails the job
+                this.reattach(&ctx, &d).await?;
                 work(ctx).await
             })
         }))

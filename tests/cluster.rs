@@ -145,30 +145,52 @@ fn on_slurm<T>(f: impl FnOnce() -> T) -> T {
     out.expect("ran")
 }
 
-#[test]
-fn the_service_restarted_while_a_slurm_job_runs_still_gets_its_result_once() {
-    let repos = Repos::new(&[]);
-    repos.add_tree("sleepy", |d| {
+/// A repo `name` whose recipe builds with `build` (one commit, `R1.0`).
+fn recipe_repo(repos: &Repos, name: &str, build: &str, artifacts: &str) {
+    repos.add_tree(name, |d| {
         std::fs::write(
             d.join("config.yaml"),
-            "repo: sleepy\nenvironments: [rocky9]\nbuild: sleep 8 && mkdir -p out && echo slept > out/done.txt\nartifacts: [out]\n",
+            format!("repo: {name}\nenvironments: [rocky9]\nbuild: {build}\n{artifacts}"),
         )
         .unwrap();
     });
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = build_config("");
-    let mut s = on_slurm(|| Server::start_in(tmp.path(), &cfg));
+}
+
+/// A server building on Slurm in `dir`, the build of `name` started on
+/// it and followed until `needle` is in its log: the server and job id.
+fn slurm_build_until(
+    dir: &std::path::Path,
+    repos: &Repos,
+    name: &str,
+    needle: &str,
+) -> (Server, String, String) {
+    let s = on_slurm(|| Server::start_in(dir, &build_config("")));
     let (status, v) = post_build(
         &s,
-        json!({"component": "sleepy", "tag": "R1.0", "url": repos.file_url("sleepy")}),
+        json!({"component": name, "tag": "R1.0", "url": repos.file_url(name)}),
         false,
     );
     assert_eq!(status, 202, "{v}");
     let id = v["job"].as_str().unwrap().to_owned();
-    wait_log(&s, &id, "==> build sleepy R1.0");
+    let log = wait_log(&s, &id, needle);
+    (s, id, log)
+}
+
+/// Restarts `s` (killed) on its port: the workers know that address.
+fn restart(mut s: Server, dir: &std::path::Path) -> Server {
     let port = s.base.rsplit(':').next().unwrap().to_owned();
     s.kill();
-    let s = on_slurm(|| Server::start_on(tmp.path(), &cfg, &[], &format!("127.0.0.1:{port}")));
+    on_slurm(|| Server::start_on(dir, &build_config(""), &[], &format!("127.0.0.1:{port}")))
+}
+
+#[test]
+fn the_service_restarted_while_a_slurm_job_runs_still_gets_its_result_once() {
+    let repos = Repos::new(&[]);
+    let build = "sleep 8 && mkdir -p out && echo slept > out/done.txt";
+    recipe_repo(&repos, "sleepy", build, "artifacts: [out]\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, id, _) = slurm_build_until(tmp.path(), &repos, "sleepy", "==> build sleepy R1.0");
+    let s = restart(s, tmp.path());
     let j = wait_job(&s, &id);
     assert_eq!(j["state"], "success", "{j}\n{}", job_log(&s, &id));
     let t = download_tar(&s, "sleepy");
@@ -183,28 +205,22 @@ fn the_service_restarted_while_a_slurm_job_runs_still_gets_its_result_once() {
 #[test]
 fn a_slurm_job_that_failed_while_the_service_was_down_fails_the_job_without_a_rebuild() {
     let repos = Repos::new(&[]);
-    repos.add_tree("late-fail", |d| {
-        std::fs::write(
-            d.join("config.yaml"),
-            "repo: late-fail\nenvironments: [rocky9]\nbuild: sleep 3 && exit 3\n",
-        )
-        .unwrap();
-    });
+    recipe_repo(&repos, "late-fail", "sleep 3 && exit 3", "");
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = build_config("");
-    let mut s = on_slurm(|| Server::start_in(tmp.path(), &cfg));
-    let (status, v) = post_build(
-        &s,
-        json!({"component": "late-fail", "tag": "R1.0", "url": repos.file_url("late-fail")}),
-        false,
-    );
-    assert_eq!(status, 202, "{v}");
-    let id = v["job"].as_str().unwrap().to_owned();
-    let sj = slurm_job(&wait_log(&s, &id, "handed to slurm as job"));
+    let (s, id, log) = slurm_build_until(tmp.path(), &repos, "late-fail", "handed to slurm as job");
+    let sj = slurm_job(&log);
     let port = s.base.rsplit(':').next().unwrap().to_owned();
+    let mut s = s;
     s.kill();
     assert_eq!(slurm::cluster().wait_state(sj), "FAILED");
-    let s = on_slurm(|| Server::start_on(tmp.path(), &cfg, &[], &format!("127.0.0.1:{port}")));
+    let s = on_slurm(|| {
+        Server::start_on(
+            tmp.path(),
+            &build_config(""),
+            &[],
+            &format!("127.0.0.1:{port}"),
+        )
+    });
     let j = wait_job(&s, &id);
     assert_eq!(j["state"], "failed", "{j}");
     let err = j["error"].as_str().unwrap_or_default();
@@ -541,4 +557,60 @@ fn wait_job_of(s: &Server, c: &str) -> String {
         .and_then(|j| j["id"].as_str())
         .unwrap_or_else(|| panic!("no job for {c}: {v}"))
         .to_owned()
+}
+
+/// Seconds since the epoch, as the build's `date +%s.%N` writes them.
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The time from a build request to its command starting, with the
+/// service's own pool and through Slurm (printed for the notes; the issue's
+/// goal is that Slurm adds under 2 s — asserted with slack for a loaded
+/// 2-core test machine).
+#[test]
+fn dispatch_overhead_local_vs_slurm() {
+    let repos = Repos::new(&[]);
+    let runs = 3;
+    for i in 0..runs * 2 {
+        recipe_repo(&repos, &format!("clock-{i}"), "date +%s.%N > t.txt", "");
+    }
+    let local = Server::start_with(&build_config(""));
+    let slurm = on_slurm(|| Server::start_with(&build_config("")));
+    let mut med = Vec::new();
+    for (k, s) in [("local", &local), ("slurm", &slurm)] {
+        let mut took = Vec::new();
+        for r in 0..runs {
+            let name = format!("clock-{}", if k == "local" { r } else { runs + r });
+            let t0 = now_secs();
+            let (status, v) = post_build(
+                s,
+                json!({"component": name, "tag": "R1.0", "url": repos.file_url(&name)}),
+                true,
+            );
+            assert_eq!(status, 200, "{v}");
+            let files = download_tar(s, &name);
+            let started: f64 = files
+                .iter()
+                .find(|(p, _)| p == "R1.0/t.txt")
+                .map(|(_, b)| String::from_utf8_lossy(b).trim().parse().unwrap())
+                .expect("t.txt");
+            took.push(started - t0);
+        }
+        took.sort_by(|a, b| a.total_cmp(b));
+        eprintln!("dispatch overhead: {k}: request to command {took:.3?} s");
+        med.push(took[runs / 2]);
+    }
+    let added = med[1] - med[0];
+    eprintln!(
+        "dispatch overhead: median local {:.3} s, slurm {:.3} s: Slurm adds {added:.3} s",
+        med[0], med[1]
+    );
+    assert!(
+        added < 5.0,
+        "Slurm adds {added:.3} s between a request and the build command"
+    );
 }

@@ -403,6 +403,15 @@ fn a_job_token_reads_and_serves_its_own_job_only_and_dies_with_it() {
         &ta,
     );
     assert_eq!(status, 200, "{v}");
+    // nothing else a read key reads
+    for path in [
+        "/v1/jobs".to_owned(),
+        format!("/v1/jobs/{b}/log"),
+        "/v1/components".into(),
+    ] {
+        let (status, v) = with_token(client().get(s.url(&path)), &ta);
+        assert_error(status, &v, 403, "job token");
+    }
     // another job: nothing
     let (status, v) = with_token(client().get(s.url(&format!("/v1/jobs/{b}/spec"))), &ta);
     assert_error(status, &v, 403, "job");
@@ -487,7 +496,18 @@ fn a_polling_worker_claims_and_builds_a_chain() {
     let names = ["base", "mid-a"];
     let mut repos = Repos::new(&names);
     repos.serve();
-    let s = worker_server(&repos.catalog(&names));
+    // nothing is readable without a key: the worker fetches base with its
+    // job token
+    let s = Server::start_with_env(
+        &build_config(&format!(
+            "worker_keys = [\"ci\"]\n{}",
+            repos.catalog(&names)
+        )),
+        &[
+            ("ARTIFACT_STORE_BUILD__EXECUTOR", "worker"),
+            ("ARTIFACT_STORE_AUTH__ANONYMOUS_READ", "false"),
+        ],
+    );
     let mut worker = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
         .args([
             "worker", "--poll", "--server", &s.base, "--name", "vm1", "--arch", "rocky9",
@@ -502,10 +522,22 @@ fn a_polling_worker_claims_and_builds_a_chain() {
     let _ = worker.wait();
     assert_eq!(status, 200, "{v}");
     let id = v["job"].as_str().unwrap();
-    let log = job_log(&s, id);
+    let log = client()
+        .get(s.url(&format!("/v1/jobs/{id}/log")))
+        .header("Authorization", bearer(READ_KEY))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(log.contains("claimed by worker vm1"), "{log}");
-    assert_eq!(stored(&s, "base"), 200);
-    assert_eq!(stored(&s, "mid-a"), 200);
+    for c in ["base", "mid-a"] {
+        let r = client()
+            .get(s.url(&format!("/v1/components/{c}/R1.0/rocky9")))
+            .header("Authorization", bearer(READ_KEY))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{c}");
+    }
     // a polling worker needs a key
     let out = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
         .args(["worker", "--poll", "--once", "--server", &s.base])

@@ -12,6 +12,7 @@
 //! Every SQL text is a constant; values only ever travel as bound
 //! parameters. Times of leases and jobs are the database's clock.
 
+mod cache;
 mod connect;
 mod export;
 mod jobs;
@@ -90,6 +91,8 @@ fn db_error(what: impl Display, e: sqlx::Error) -> IndexError {
 /// The metadata index in a PostgreSQL database.
 pub struct PgIndex {
     pool: PgPool,
+    /// Records read lately (`[index] record_cache_ms`).
+    cache: cache::RecordCache,
     /// Always set but while dropping.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -158,7 +161,11 @@ impl PgIndex {
             }
             Err(_) => return Err(IndexError::Db(format!("{what}: the task stopped"))),
         };
-        Ok(PgIndex { pool, rt: Some(rt) })
+        Ok(PgIndex {
+            pool,
+            cache: cache::RecordCache::new(Duration::from_millis(cfg.record_cache_ms)),
+            rt: Some(rt),
+        })
     }
 
     /// Runs `fut` on the index's runtime and waits for it.
@@ -269,13 +276,20 @@ impl Index for PgIndex {
         if !key_nul_free(key) {
             return Ok(None);
         }
-        Ok(self
+        if let Some(r) = self.cache.get(key) {
+            return Ok(Some(r));
+        }
+        let rec = self
             .fetch_doc(
                 format_args!("reading the record of {key}"),
                 "SELECT doc FROM components WHERE component = $1 AND tag = $2 AND arch = $3",
                 key_binds(key),
             )?
-            .map(|v| RawRecord(bytes::Bytes::from(v))))
+            .map(|v| RawRecord(bytes::Bytes::from(v)));
+        if let Some(r) = &rec {
+            self.cache.put(key, r);
+        }
+        Ok(rec)
     }
 
     fn contains(&self, key: &ComponentKey) -> Result<bool> {
@@ -298,10 +312,12 @@ impl Index for PgIndex {
     }
 
     fn put(&self, rec: &Record, overwrite: bool) -> Result<PutOutcome> {
+        self.cache.forget(&rec.key());
         self.put_record(rec, overwrite)
     }
 
     fn remove(&self, key: &ComponentKey) -> Result<Option<Record>> {
+        self.cache.forget(key);
         if !key_nul_free(key) {
             return Ok(None);
         }
@@ -355,6 +371,7 @@ impl Index for PgIndex {
     }
 
     fn update_record(&self, rec: &Record) -> Result<bool> {
+        self.cache.forget(&rec.key());
         self.update_same_blob(rec)
     }
 
@@ -652,6 +669,7 @@ impl Index for PgIndex {
     }
 
     fn import(&self, entries: &[Entry]) -> Result<()> {
+        self.cache.forget_all();
         self.import_entries(entries)
     }
 }

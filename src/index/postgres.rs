@@ -12,6 +12,7 @@
 //! Every SQL text is a constant; values only ever travel as bound
 //! parameters. Times of leases and jobs are the database's clock.
 
+mod api_keys;
 mod connect;
 mod export;
 mod jobs;
@@ -24,12 +25,13 @@ use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row;
 
 use super::{decode, encode, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result};
 use crate::config::IndexConfig;
-use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
+use crate::model::{ApiKey, ComponentKey, ImageKey, ImageRecord, Job, Record, Revocation};
 use keys::{image_binds, key_binds, key_nul_free, no_nul, nul_free};
 
 /// How long a query waits for a free connection of the pool.
@@ -629,6 +631,30 @@ impl Index for PgIndex {
 
     fn delete_meta(&self, key: &str) -> Result<()> {
         self.meta_delete(key)
+    }
+
+    fn create_api_key(&self, key: &ApiKey) -> Result<bool> {
+        self.key_create(key)
+    }
+
+    fn api_key(&self, name: &str) -> Result<Option<ApiKey>> {
+        self.key_named(name)
+    }
+
+    fn api_key_by_hash(&self, blake3: &str) -> Result<Option<ApiKey>> {
+        self.key_by_hash(blake3)
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.keys_all()
+    }
+
+    fn revoke_api_key(&self, name: &str, revoked: &Revocation) -> Result<Option<ApiKey>> {
+        self.key_revoke(name, revoked)
+    }
+
+    fn note_api_key_use(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.key_used(name, at)
     }
 
     fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()> {

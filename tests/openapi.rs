@@ -137,6 +137,7 @@ fn every_route_is_documented() {
         "jobs",
         "images",
         "dependencies",
+        "keys",
         "service",
     ];
     for (method, path) in &documented {

@@ -5,14 +5,15 @@
 //!
 //! Layout: `components` (records with links, lists, the missing-check),
 //! `deps` (closures, the lock document, inputs keys),
-//! `jobs` (builds and their jobs), `images`, `service` (health, readiness,
-//! GC, verify), `original` (the original API's requests), and here the
+//! `jobs` (builds and their jobs), `images`, `keys` (API keys), `service`
+//! (health, readiness, GC, verify), `original` (the original API's requests), and here the
 //! error body and the `status` words shared by several answers.
 
 pub mod components;
 pub mod deps;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod original;
 pub mod service;
 
@@ -23,6 +24,7 @@ pub use components::*;
 pub use deps::*;
 pub use images::*;
 pub use jobs::*;
+pub use keys::*;
 pub use original::*;
 pub use service::*;
 

@@ -8,5 +8,6 @@ pub mod components;
 pub mod deps;
 pub mod docs;
 pub mod images;
+pub mod keys;
 pub mod original;
 pub mod service;

@@ -1,5 +1,6 @@
 //! The `artifact-store` binary: `serve` runs the service; `key` manages API
-//! keys; `migrate` and `reindex` work on a store's storage directly; `get`,
+//! keys (`new`/`hash` offline for the config file, `create`/`list`/`revoke`
+//! on a running service); `migrate` and `reindex` work on a store's storage directly; `get`,
 //! `put`, `check`, `build`, `image`, `jobs`, `gc`, `verify` are the client,
 //! talking to a running service.
 
@@ -225,6 +226,43 @@ enum KeyCmd {
     },
     /// Print the blake3 hash of a key, as the config stores it.
     Hash { key: String },
+    /// Create a key on the service (admin key); prints its secret, once.
+    Create {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Unique among all keys: letters, digits and . _ + -
+        name: String,
+        /// read, write or admin.
+        #[arg(long)]
+        role: Role,
+        /// The key stops working after this many days.
+        #[arg(long, conflicts_with = "expires_at")]
+        expires_in_days: Option<i64>,
+        /// The key stops working at this time (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// A component-name pattern it may write (`*`: any run of
+        /// characters); repeat for more. None: every component.
+        #[arg(long = "component", value_name = "PATTERN")]
+        components: Vec<String>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the service's keys (admin key): never a secret.
+    List {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key created on the service (admin key), on every replica.
+    Revoke {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        name: String,
+    },
 }
 
 fn init_tracing() {
@@ -566,6 +604,49 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
             Ok(yes_no(
                 v.report.corrupt.is_empty() && v.report.missing.is_empty(),
             ))
+        }
+        Cmd::Key(KeyCmd::Create {
+            remote: r,
+            name,
+            role,
+            expires_in_days,
+            expires_at,
+            components,
+            json,
+        }) => {
+            let req = artifact_store::api::CreateKeyRequest {
+                name,
+                role,
+                expires_at,
+                expires_in_days,
+                components: (!components.is_empty()).then_some(components),
+            };
+            let made = client::key_create(&remote(&r)?, &req)?;
+            if json {
+                print_json(&made);
+            } else {
+                println!(
+                    "key: {}\n\nShown this once: only its hash is kept. Send it as \
+                     `Authorization: Bearer <key>`.\n",
+                    made.secret
+                );
+                print!("{}", client::key_table(&[made.key]));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Key(KeyCmd::List { remote: r, json }) => {
+            let list = client::key_list(&remote(&r)?)?;
+            if json {
+                print_json(&list);
+            } else {
+                print!("{}", client::key_table(&list.keys));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Key(KeyCmd::Revoke { remote: r, name }) => {
+            let done = client::key_revoke(&remote(&r)?, &name)?;
+            print!("{}", client::key_table(&[done.key]));
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve { .. } | Cmd::Key(_) | Cmd::Migrate { .. } | Cmd::Reindex => {
             Ok(ExitCode::SUCCESS)

@@ -480,6 +480,29 @@ fn the_original_api_checks_a_sent_key() {
             .unwrap(),
     );
     assert_plain_error(status, &v, 403, "calc");
+    // a download that would start a build on a miss (build.on_miss =
+    // "trusted"): a key whose scope does not name the component is not made
+    // good by the trusted network
+    let miss = |c: &str, key: Option<&str>| {
+        json_of(
+            with_key(
+                client().get(s.url(&format!(
+                    "/component?component={c}&tag=R9&architecture=rocky9"
+                ))),
+                key,
+            )
+            .send()
+            .unwrap(),
+        )
+    };
+    let (status, v) = miss("calc", Some(&secret));
+    assert_plain_error(status, &v, 404, "build.on_miss");
+    // in its scope, or without a key: a build would start (were the
+    // repository known)
+    for (c, key) in [("asyn", Some(secret.as_str())), ("calc", None)] {
+        let (status, v) = miss(c, key);
+        assert_plain_error(status, &v, 404, "repository is unknown");
+    }
     // a revoked key is refused, from a trusted network too
     let (status, _) = revoke(&s, ADMIN_KEY, "ci-asyn");
     assert_eq!(status, 200);
@@ -612,7 +635,10 @@ fn replicas_share_keys_and_a_revocation_holds_on_the_next_request() {
     for s in [&a, &b] {
         let (status, v, text) = list(s, ADMIN_KEY);
         assert_eq!(status, 200, "{v}");
-        assert!(!text.contains(&secret) && !text.contains(&hash(&secret)), "{text}");
+        assert!(
+            !text.contains(&secret) && !text.contains(&hash(&secret)),
+            "{text}"
+        );
     }
     // names are unique across replicas
     let (status, v) = create(&b, ADMIN_KEY, json!({"name": "ci-shared", "role": "read"}));
@@ -655,7 +681,10 @@ fn replicas_share_keys_and_a_revocation_holds_on_the_next_request() {
     for s in [&a, &b] {
         let r = upload(s, "brief/R2/rocky9", &brief);
         let e = assert_error_answer(&r, 401);
-        assert!(e["errorMessage"].as_str().unwrap().contains("expired"), "{e}");
+        assert!(
+            e["errorMessage"].as_str().unwrap().contains("expired"),
+            "{e}"
+        );
         assert_eq!(listed(s, "brief")["state"], "expired");
     }
 }

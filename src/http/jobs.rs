@@ -128,21 +128,26 @@ pub async fn start_build(
 
 /// Whether this caller may start builds of `components` by reading
 /// (`build.on_miss`): else the 404 that says how to ask for a build. `what`
-/// starts the message. A write key counts only for components in its scope;
-/// the caller is the one the read route authorised.
+/// starts the message. A write key counts only for components in its scope,
+/// and a key whose scope does not name them is not made good by a trusted
+/// network; the caller is the one the read route authorised.
 pub fn may_build(
     state: &AppState,
     req: &HttpRequest,
     what: &str,
     components: &[&str],
 ) -> Result<(), ApiError> {
-    let has_write_key = req.extensions().get::<Principal>().is_some_and(|p| {
-        p.role >= Some(Role::Write) && components.iter().all(|c| p.may_write(c).is_ok())
-    });
+    let (has_write_key, in_scope) = match req.extensions().get::<Principal>() {
+        Some(p) => {
+            let in_scope = components.iter().all(|c| p.may_write(c).is_ok());
+            (p.role >= Some(Role::Write) && in_scope, in_scope)
+        }
+        None => (false, true),
+    };
     let allowed = match state.cfg.build.on_miss {
         OnMiss::Anyone => true,
         OnMiss::Keys => has_write_key,
-        OnMiss::Trusted => has_write_key || from_trusted_network(state, req),
+        OnMiss::Trusted => has_write_key || (in_scope && from_trusted_network(state, req)),
     };
     if allowed {
         return Ok(());

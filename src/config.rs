@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Role;
 
+mod executors;
+pub use executors::{Executor, KubernetesConfig, SlurmConfig};
+
 /// The file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
 
@@ -344,6 +347,21 @@ pub struct BuildConfig {
     /// outside /usr, e.g. `/opt/rh`). The data directory, the service's home
     /// and its config directory stay hidden even inside these.
     pub sandbox_binds: Vec<PathBuf>,
+    /// Where builds run: `local` (the service's pool), `slurm`,
+    /// `kubernetes`, or `worker` (polling workers); per arch with
+    /// `build.arch.<arch>.executor`.
+    pub executor: Executor,
+    /// The service's URL as workers reach it; unset: `public_url`, else the
+    /// address it listens on.
+    pub worker_url: Option<String>,
+    /// The `artifact-store` binary a worker runs (on the cluster's nodes);
+    /// unset: this binary's own path.
+    pub worker_command: Option<String>,
+    /// A dispatched build whose worker sent nothing for this long is
+    /// given up (the cluster's own state is checked too).
+    pub worker_silence_secs: u64,
+    pub slurm: SlurmConfig,
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for BuildConfig {
@@ -366,6 +384,12 @@ impl Default for BuildConfig {
             sandbox_binds: Vec::new(),
             git: GitConfig::default(),
             reuse_across_tags: false,
+            executor: Executor::Local,
+            worker_url: None,
+            worker_command: None,
+            worker_silence_secs: 600,
+            slurm: SlurmConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -507,6 +531,8 @@ pub struct ArchConfig {
     pub sandbox: Option<String>,
     /// The builder image (podman sandbox), e.g. `ghcr.io/ad-build-test/rocky9-env`.
     pub image: Option<String>,
+    /// Overrides `build.executor` for this architecture.
+    pub executor: Option<Executor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -528,10 +554,11 @@ impl Config {
             Some(p) => fig = fig.merge(Toml::file(p)),
             None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
-        // These belong to the CLI (client URL/token, config path, log filter).
+        // These belong to the CLI (client URL/token, a worker's job token,
+        // config path, log filter).
         fig = fig.merge(
             Env::prefixed("ARTIFACT_STORE_")
-                .ignore(&["url", "token", "config", "log", "log_format"])
+                .ignore(&["url", "token", "job_token", "config", "log", "log_format"])
                 .split("__"),
         );
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
@@ -591,6 +618,11 @@ impl Config {
     }
 
     /// CPUs one build may use.
+    /// Where builds for `arch` run.
+    pub fn executor(&self, arch: &str) -> Executor {
+        self.arch(arch).executor.unwrap_or(self.build.executor)
+    }
+
     pub fn build_jobs(&self) -> usize {
         match self.build.jobs {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

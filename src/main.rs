@@ -10,11 +10,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use artifact_store::auth;
 use artifact_store::client::{self, Remote};
 use artifact_store::config::{Config, IndexKind, StorageKind};
 use artifact_store::model::JobState;
-use artifact_store::model::Role;
+
+/// The `key` subcommands (offline for the config file, and on a service).
+#[path = "main/key.rs"]
+mod key;
+
+use key::KeyCmd;
 
 #[derive(Parser)]
 #[command(
@@ -126,6 +130,37 @@ enum Cmd {
     /// Rebuild the configured index from the record copies kept beside the
     /// blobs in object storage (after losing the database).
     Reindex,
+    /// Run a build the service handed over (what Slurm and Kubernetes
+    /// start), or with `--poll` claim and run builds until stopped.
+    Worker {
+        /// The service's base URL, as this machine reaches it.
+        #[arg(long, env = "ARTIFACT_STORE_URL")]
+        server: String,
+        /// The job to run (with its job token).
+        #[arg(long, required_unless_present = "poll", conflicts_with = "poll")]
+        job: Option<String>,
+        /// The job token minted for `--job` (best passed in the environment).
+        #[arg(long, env = "ARTIFACT_STORE_JOB_TOKEN", hide_env_values = true)]
+        job_token: Option<String>,
+        /// Claim builds waiting for a worker (executor `worker`), one at a time.
+        #[arg(long)]
+        poll: bool,
+        /// `--poll`: an API key with the `write` (or `admin`) role.
+        #[arg(long, env = "ARTIFACT_STORE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// `--poll`: this worker's name in the job log (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// `--poll`: the arches this machine builds (repeat; default: any).
+        #[arg(long)]
+        arch: Vec<String>,
+        /// `--poll`: run at most one build, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Where builds are unpacked (default: $TMPDIR or /tmp).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -215,56 +250,6 @@ enum ImageCmd {
     },
 }
 
-#[derive(Subcommand)]
-enum KeyCmd {
-    /// Generate a key and print it with the config entry holding its hash.
-    New {
-        #[arg(long, default_value = "ci")]
-        name: String,
-        #[arg(long, default_value = "write")]
-        role: Role,
-    },
-    /// Print the blake3 hash of a key, as the config stores it.
-    Hash { key: String },
-    /// Create a key on the service (admin key); prints its secret, once.
-    Create {
-        #[command(flatten)]
-        remote: RemoteArgs,
-        /// Unique among all keys: letters, digits and . _ + -
-        name: String,
-        /// read, write or admin.
-        #[arg(long)]
-        role: Role,
-        /// The key stops working after this many days.
-        #[arg(long, conflicts_with = "expires_at")]
-        expires_in_days: Option<i64>,
-        /// The key stops working at this time (RFC 3339).
-        #[arg(long)]
-        expires_at: Option<chrono::DateTime<chrono::Utc>>,
-        /// A component-name pattern it may write (`*`: any run of
-        /// characters); repeat for more. None: every component.
-        #[arg(long = "component", value_name = "PATTERN")]
-        components: Vec<String>,
-        /// Print the answer as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List the service's keys (admin key): never a secret.
-    List {
-        #[command(flatten)]
-        remote: RemoteArgs,
-        /// Print the answer as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a key created on the service (admin key), on every replica.
-    Revoke {
-        #[command(flatten)]
-        remote: RemoteArgs,
-        name: String,
-    },
-}
-
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ARTIFACT_STORE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -334,15 +319,6 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Key(KeyCmd::New { name, role }) => {
-            let key = auth::generate_key();
-            println!("key: {key}\n\n# add to the config file:\n[[auth.keys]]\nname = \"{name}\"\nrole = \"{role}\"\nblake3 = \"{}\"", auth::hash_key(&key));
-            ExitCode::SUCCESS
-        }
-        Cmd::Key(KeyCmd::Hash { key }) => {
-            println!("{}", auth::hash_key(&key));
-            ExitCode::SUCCESS
-        }
         Cmd::Migrate { from } => offline(cli.config.as_deref(), |cfg| {
             let (src_blobs, src_index) = artifact_store::app::open_local_store(&from)?;
             let same = cfg.storage.kind == StorageKind::Local
@@ -379,6 +355,32 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             })
+        }),
+        Cmd::Worker {
+            server,
+            job,
+            job_token,
+            poll,
+            token,
+            name,
+            arch,
+            once,
+            work_dir,
+        } => offline(cli.config.as_deref(), |cfg| {
+            use artifact_store::worker;
+            let svc = worker::Service::new(&server)?;
+            let root = work_dir.unwrap_or_else(worker::default_work_root);
+            if poll {
+                let key = token.ok_or("--poll needs a key: --token or ARTIFACT_STORE_TOKEN")?;
+                let name = name.unwrap_or_else(artifact_store::app::host_name);
+                worker::poll(&svc, &key, &name, &arch, cfg, &root, once)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = job.ok_or("--job or --poll")?;
+            let token =
+                job_token.ok_or("the job token: ARTIFACT_STORE_JOB_TOKEN (or --job-token)")?;
+            worker::run_one(&svc, &job, &token, cfg, &root)?;
+            Ok(ExitCode::SUCCESS)
         }),
         other => match run_client(other) {
             Ok(code) => code,
@@ -605,50 +607,8 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
                 v.report.corrupt.is_empty() && v.report.missing.is_empty(),
             ))
         }
-        Cmd::Key(KeyCmd::Create {
-            remote: r,
-            name,
-            role,
-            expires_in_days,
-            expires_at,
-            components,
-            json,
-        }) => {
-            let req = artifact_store::api::CreateKeyRequest {
-                name,
-                role,
-                expires_at,
-                expires_in_days,
-                components: (!components.is_empty()).then_some(components),
-            };
-            let made = client::key_create(&remote(&r)?, &req)?;
-            if json {
-                print_json(&made);
-            } else {
-                println!(
-                    "key: {}\n\nShown this once: only its hash is kept. Send it as \
-                     `Authorization: Bearer <key>`.\n",
-                    made.secret
-                );
-                print!("{}", client::key_table(&[made.key]));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Key(KeyCmd::List { remote: r, json }) => {
-            let list = client::key_list(&remote(&r)?)?;
-            if json {
-                print_json(&list);
-            } else {
-                print!("{}", client::key_table(&list.keys));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Key(KeyCmd::Revoke { remote: r, name }) => {
-            let done = client::key_revoke(&remote(&r)?, &name)?;
-            print!("{}", client::key_table(&[done.key]));
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Serve { .. } | Cmd::Key(_) | Cmd::Migrate { .. } | Cmd::Reindex => {
+        Cmd::Key(k) => key::run(k),
+        Cmd::Serve { .. } | Cmd::Migrate { .. } | Cmd::Reindex | Cmd::Worker { .. } => {
             Ok(ExitCode::SUCCESS)
         }
     }

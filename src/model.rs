@@ -104,7 +104,7 @@ pub enum RefKind {
 }
 
 /// Where a built component came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Source {
     /// The git repository.
     pub url: String,

@@ -138,6 +138,7 @@ fn every_route_is_documented() {
         "images",
         "dependencies",
         "keys",
+        "workers",
         "service",
     ];
     for (method, path) in &documented {

@@ -4,7 +4,7 @@ use actix_web::{HttpMessage, HttpRequest};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::Principal;
+use crate::auth::{Principal, Scope};
 use crate::model::Identity;
 use crate::model::Role;
 
@@ -47,6 +47,32 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 /// with the request: [`identity`] names its key, [`may_write`] checks its
 /// scope.
 pub fn authorize(state: &AppState, req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
+    if let Some(t) = bearer(req).filter(|t| crate::jobs::token::is_job_token(t)) {
+        // a worker's job token: it may read (its job's own routes check
+        // it themselves), nothing else
+        if role != Role::Read {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "a job token may only read, post its job's log and store its job's result",
+            ));
+        }
+        if state.builder.jobs().token_reads(t) {
+            // not an API key: no key is recorded for it, and it writes nothing
+            // through the routes that check a scope
+            return Ok(Principal {
+                name: "worker".into(),
+                role: Some(Role::Read),
+                key: false,
+                scope: Scope::all(),
+            });
+        }
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "the job token is not valid (its job has ended, or it has expired)",
+        ));
+    }
     let p = state.keys.identify(bearer(req))?;
     if p.key {
         req.extensions_mut().insert(p.clone());

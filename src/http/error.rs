@@ -326,3 +326,25 @@ pub fn path_config() -> actix_web::web::PathConfig {
     actix_web::web::PathConfig::default()
         .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into())
 }
+
+impl From<crate::jobs::TokenError> for ApiError {
+    fn from(e: crate::jobs::TokenError) -> Self {
+        use crate::jobs::TokenError as T;
+        match e {
+            T::Index(i) => i.into(),
+            other => ApiError::new(StatusCode::FORBIDDEN, "forbidden", other.to_string()),
+        }
+    }
+}
+
+impl From<crate::build::dispatch::WorkerError> for ApiError {
+    fn from(e: crate::build::dispatch::WorkerError) -> Self {
+        use crate::build::dispatch::WorkerError as W;
+        match e {
+            W::Token(t) => t.into(),
+            W::NoSpec => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            W::Store(c) => c.into(),
+            W::Jobs(j) => j.into(),
+        }
+    }
+}

@@ -36,11 +36,13 @@ use actix_web::{web, App, HttpRequest, HttpServer};
 
 use crate::auth::KeyRing;
 use crate::build::Builder;
-use crate::components::{ComponentError, Components};
+use crate::components::Components;
 use crate::config::Config;
 use crate::image::Images;
 use error::ApiError;
-use handlers::{builds, catalog, components as c, deps, docs, images, keys, original, service};
+use handlers::{
+    builds, catalog, components as c, deps, docs, images, keys, original, service, workers,
+};
 use respond::RenderCache;
 
 /// What every handler shares.
@@ -77,10 +79,12 @@ impl AppState {
 }
 
 /// Runs blocking domain work off the async threads.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+pub(crate) async fn blocking<T, E, F>(f: F) -> Result<T, ApiError>
 where
-    F: FnOnce() -> Result<T, ComponentError> + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
     T: Send + 'static,
+    E: Send + 'static,
+    ApiError: From<E>,
 {
     Ok(tokio::task::spawn_blocking(f).await??)
 }
@@ -153,8 +157,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/resolve").route(web::post().to(deps::resolve)))
         .service(resource("/v1/inputs/{key}").route(web::get().to(deps::inputs)))
         .service(resource("/v1/jobs").route(web::get().to(builds::list_jobs)))
-        .service(resource("/v1/jobs/{id}").route(web::get().to(builds::get_job)))
-        .service(resource("/v1/jobs/{id}/log").route(web::get().to(builds::get_log)))
+        .service(
+            resource("/v1/jobs/{id}")
+                .route(web::get().to(builds::get_job))
+                .route(web::delete().to(workers::cancel)),
+        )
+        .service(
+            resource("/v1/jobs/{id}/log")
+                .route(web::get().to(builds::get_log))
+                .route(web::post().to(workers::log)),
+        )
+        .service(resource("/v1/jobs/{id}/spec").route(web::get().to(workers::spec)))
+        .service(resource("/v1/jobs/{id}/result").route(web::put().to(workers::result)))
+        .service(resource("/v1/jobs/{id}/failed").route(web::post().to(workers::failed)))
+        .service(resource("/v1/workers/claim").route(web::post().to(workers::claim)))
         .service(resource("/v1/components").route(web::get().to(c::list)))
         .service(resource("/v1/components/missing").route(web::post().to(c::missing)))
         .service(resource("/v1/components/{component}").route(web::get().to(c::versions)));

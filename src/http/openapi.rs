@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use super::handlers::{builds, catalog, components, deps, docs, images, keys, original, service};
+use super::handlers::{
+    builds, catalog, components, deps, docs, images, keys, original, service, workers,
+};
 use crate::{api, model};
 
 #[derive(OpenApi)]
@@ -58,6 +60,12 @@ are case-insensitive.",
         builds::list_jobs,
         builds::get_job,
         builds::get_log,
+        workers::cancel,
+        workers::spec,
+        workers::log,
+        workers::failed,
+        workers::result,
+        workers::claim,
         components::list,
         components::missing,
         components::versions,
@@ -97,6 +105,9 @@ are case-insensitive.",
         (name = "images", description = "Container images built from a Dockerfile."),
         (name = "keys", description = "API keys as data (admin): one per pipeline, with a role, \
          an expiry and a scope of components; revoked at once on every replica."),
+        (name = "workers", description = "What `artifact-store worker` calls: a build handed to \
+         Slurm, Kubernetes or a polling worker fetches its spec, posts its log and stores its \
+         result with the job token minted for it."),
         (name = "service", description = "Health, and this documentation."),
     )
 )]
@@ -117,6 +128,19 @@ impl Modify for BearerAuth {
                         "An API key: `Authorization: Bearer <key>`. Roles: read < write < admin. \
                          Create one with `POST /v1/keys` (`artifact-store key create NAME \
                          --role ROLE`), or for the config file with `artifact-store key new`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "job_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A job token (`adbsjob_...`), minted when a build is handed to a worker: \
+                         it may read, post that job's log and store that job's result, while \
+                         the job runs.",
                     ))
                     .build(),
             ),

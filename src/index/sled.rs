@@ -492,7 +492,9 @@ impl Index for SledIndex {
         } else {
             self.queue.remove(job.id.as_bytes())?;
         }
-        if job.state.is_final() {
+        // a final state, and where a build was handed, must survive a crash
+        // (a restart follows the hand-over instead of building again)
+        if job.state.is_final() || job.dispatch.is_some() {
             self.jobs.flush()?;
         }
         Ok(true)

@@ -11,3 +11,4 @@ pub mod images;
 pub mod keys;
 pub mod original;
 pub mod service;
+pub mod workers;

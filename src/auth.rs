@@ -51,11 +51,13 @@ pub enum AuthError {
         component: String,
         scope: String,
     },
-    #[error(
-        "the key '{name}' may write only components matching {scope}: managing keys needs an \
-         admin key without a component scope"
-    )]
-    Scoped { name: String, scope: String },
+    /// A key with a scope, where only one without may go (`needs` says why).
+    #[error("the key '{name}' may write only components matching {scope}: {needs}")]
+    Scoped {
+        name: String,
+        scope: String,
+        needs: &'static str,
+    },
     /// The index could not be asked (logged, answered without details).
     #[error("the keys could not be read: {0}")]
     Unavailable(String),
@@ -86,6 +88,19 @@ impl Principal {
     /// The name of the key that identified the caller, if one did.
     pub fn key_name(&self) -> Option<&str> {
         self.key.then_some(self.name.as_str())
+    }
+
+    /// Refused unless the caller's key has no scope (`needs` says why it
+    /// must not have one).
+    pub fn unscoped(&self, needs: &'static str) -> Result<(), AuthError> {
+        if self.scope.is_all() {
+            return Ok(());
+        }
+        Err(AuthError::Scoped {
+            name: self.name.clone(),
+            scope: self.scope.to_string(),
+            needs,
+        })
     }
 
     /// Whether this caller's key may write the component `component`.
@@ -251,13 +266,7 @@ impl KeyRing {
     /// (a key limited to some components may not make one that is not).
     pub fn require_key_admin(&self, p: &Principal) -> Result<(), AuthError> {
         self.require(p, Role::Admin)?;
-        if !p.scope.is_all() {
-            return Err(AuthError::Scoped {
-                name: p.name.clone(),
-                scope: p.scope.to_string(),
-            });
-        }
-        Ok(())
+        p.unscoped("managing keys needs an admin key without a component scope")
     }
 }
 

@@ -432,6 +432,20 @@ pub enum JobTarget {
     },
 }
 
+impl JobTarget {
+    /// The components the job writes (an image's component too).
+    pub fn components(&self) -> Vec<&str> {
+        match self {
+            JobTarget::Component { component, .. } | JobTarget::Image { component, .. } => {
+                vec![component.as_str()]
+            }
+            JobTarget::Closure { components, .. } => {
+                components.iter().map(|c| c.component.as_str()).collect()
+            }
+        }
+    }
+}
+
 /// What a successful job produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -533,6 +533,63 @@ fn jobs_record_the_key_that_asked() {
     assert_eq!(job["requested_by"]["linux_username"], "jdoe", "{job}");
 }
 
+/// Jobs and polling workers: a key with a scope cancels only the jobs of
+/// its components and cannot claim builds (a worker builds whatever it is
+/// handed).
+#[test]
+fn scoped_keys_cancel_their_jobs_only_and_claim_none() {
+    let s = Server::start();
+    let secret = secret_of(
+        &s,
+        json!({"name": "ci-asyn", "role": "write", "components": ["asyn*"]}),
+    );
+    let build = |c: &str| {
+        let (status, v) = json_of(
+            client()
+                .post(s.url("/v1/builds"))
+                .header("Authorization", bearer(WRITE_KEY))
+                // nothing listens there: the job fails, and that is all right
+                .json(&json!({"component": c, "tag": "R1", "arch": "rocky9",
+                              "url": format!("https://127.0.0.1:9/{c}.git")}))
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, 202, "{v}");
+        v["job"].as_str().expect("job id").to_owned()
+    };
+    let cancel = |id: &str, key: &str| {
+        json_of(
+            client()
+                .delete(s.url(&format!("/v1/jobs/{id}")))
+                .header("Authorization", bearer(key))
+                .header("X-adbs-linux-user", "jdoe")
+                .send()
+                .unwrap(),
+        )
+    };
+    let calc = build("calc");
+    let (status, v) = cancel(&calc, &secret);
+    assert_plain_error(status, &v, 403, "asyn*");
+    assert!(v["errorMessage"].as_str().unwrap().contains("calc"), "{v}");
+    let asyn = build("asyn");
+    let (status, v) = cancel(&asyn, &secret);
+    assert!(status == 200 || status == 202, "{status} {v}");
+
+    let claim = |key: &str| {
+        send(
+            client()
+                .post(s.url("/v1/workers/claim"))
+                .header("Authorization", bearer(key))
+                .json(&json!({"worker": "w1", "arch": ["rocky9"]})),
+        )
+    };
+    let r = claim(&secret);
+    let e = assert_error_answer(&r, 403);
+    assert!(e["errorMessage"].as_str().unwrap().contains("scope"), "{e}");
+    let r = claim(WRITE_KEY);
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
 fn cli(s: &Server, token: &str, args: &[&str]) -> (bool, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
         .arg("key")

@@ -360,6 +360,11 @@ pub struct BuildConfig {
     /// A dispatched build whose worker sent nothing for this long is
     /// given up (the cluster's own state is checked too).
     pub worker_silence_secs: u64,
+    /// The API keys (by name) that may claim builds as polling workers
+    /// (`artifact-store worker --poll`), besides admin keys. A claimed
+    /// build is stored as the service's own: give this to worker machines
+    /// only, never to a pipeline's key.
+    pub worker_keys: Vec<String>,
     pub slurm: SlurmConfig,
     pub kubernetes: KubernetesConfig,
 }
@@ -388,6 +393,7 @@ impl Default for BuildConfig {
             worker_url: None,
             worker_command: None,
             worker_silence_secs: 600,
+            worker_keys: Vec::new(),
             slurm: SlurmConfig::default(),
             kubernetes: KubernetesConfig::default(),
         }
@@ -548,11 +554,24 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults, then the file (the explicit one must exist), then env.
     pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(explicit, true)
+    }
+
+    /// As [`Config::load`], but without an explicit file only the defaults
+    /// and the environment: never `config/default.toml` of whatever
+    /// directory it runs in (a worker on a shared node, started in a
+    /// directory others may write to).
+    pub fn load_explicit(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(explicit, false)
+    }
+
+    fn load_with(explicit: Option<&Path>, default_file: bool) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match explicit {
             Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_owned())),
             Some(p) => fig = fig.merge(Toml::file(p)),
-            None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+            None if default_file => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+            None => {}
         }
         // These belong to the CLI (client URL/token, a worker's job token,
         // config path, log filter).
@@ -564,7 +583,8 @@ impl Config {
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
         cfg.config_file = match explicit {
             Some(p) => Some(p.to_owned()),
-            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+            None if default_file => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+            None => None,
         };
         cfg.check()?;
         Ok(cfg)

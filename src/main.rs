@@ -145,7 +145,8 @@ enum Cmd {
         /// Claim builds waiting for a worker (executor `worker`), one at a time.
         #[arg(long)]
         poll: bool,
-        /// `--poll`: an API key with the `write` (or `admin`) role.
+        /// `--poll`: an API key named in the service's `build.worker_keys`
+        /// (or an admin key).
         #[arg(long, env = "ARTIFACT_STORE_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// `--poll`: this worker's name in the job log (default: the host name).
@@ -160,6 +161,10 @@ enum Cmd {
         /// Where builds are unpacked (default: $TMPDIR or /tmp).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Run builds whose arch uses the `process` sandbox (no isolation:
+        /// the build could read the job token). Off: such builds fail.
+        #[arg(long)]
+        allow_process_sandbox: bool,
     },
 }
 
@@ -272,11 +277,25 @@ fn offline(
     config: Option<&std::path::Path>,
     f: impl FnOnce(&Config) -> Result<ExitCode, Failure>,
 ) -> ExitCode {
+    with_config(Config::load(config), f)
+}
+
+/// As [`offline`] for the worker: the config file only when one is named
+/// (`--config`, `ARTIFACT_STORE_CONFIG`), never `config/default.toml` of
+/// the directory the cluster started it in.
+fn worker_config(
+    config: Option<&std::path::Path>,
+    f: impl FnOnce(&Config) -> Result<ExitCode, Failure>,
+) -> ExitCode {
+    with_config(Config::load_explicit(config), f)
+}
+
+fn with_config(
+    cfg: Result<Config, artifact_store::config::ConfigError>,
+    f: impl FnOnce(&Config) -> Result<ExitCode, Failure>,
+) -> ExitCode {
     init_tracing();
-    let res = Config::load(config)
-        .map_err(Failure::from)
-        .and_then(|cfg| f(&cfg));
-    match res {
+    match cfg.map_err(Failure::from).and_then(|cfg| f(&cfg)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("artifact-store: {e}");
@@ -366,20 +385,24 @@ fn main() -> ExitCode {
             arch,
             once,
             work_dir,
-        } => offline(cli.config.as_deref(), |cfg| {
+            allow_process_sandbox,
+        } => worker_config(cli.config.as_deref(), |cfg| {
             use artifact_store::worker;
             let svc = worker::Service::new(&server)?;
-            let root = work_dir.unwrap_or_else(worker::default_work_root);
+            let opts = worker::Options {
+                work_root: work_dir.unwrap_or_else(worker::default_work_root),
+                allow_process_sandbox,
+            };
             if poll {
                 let key = token.ok_or("--poll needs a key: --token or ARTIFACT_STORE_TOKEN")?;
                 let name = name.unwrap_or_else(artifact_store::app::host_name);
-                worker::poll(&svc, &key, &name, &arch, cfg, &root, once)?;
+                worker::poll(&svc, &key, &name, &arch, cfg, &opts, once)?;
                 return Ok(ExitCode::SUCCESS);
             }
             let job = job.ok_or("--job or --poll")?;
             let token =
                 job_token.ok_or("the job token: ARTIFACT_STORE_JOB_TOKEN (or --job-token)")?;
-            worker::run_one(&svc, &job, &token, cfg, &root)?;
+            worker::run_one(&svc, &job, &token, cfg, &opts)?;
             Ok(ExitCode::SUCCESS)
         }),
         other => match run_client(other) {

@@ -306,9 +306,10 @@ fn cancelling_a_slurm_build_cancels_the_slurm_job() {
     assert_eq!(stored(&s, "slow"), 404);
 }
 
-fn worker_server() -> Server {
+/// Builds wait for polling workers; the `ci` key (write) may claim them.
+fn worker_server(extra: &str) -> Server {
     Server::start_with_env(
-        &build_config(""),
+        &build_config(&format!("worker_keys = [\"ci\"]\n{extra}")),
         &[("ARTIFACT_STORE_BUILD__EXECUTOR", "worker")],
     )
 }
@@ -369,7 +370,7 @@ fn run_worker(s: &Server, job: &str, token: &str) -> std::process::Output {
 #[test]
 fn a_job_token_reads_and_serves_its_own_job_only_and_dies_with_it() {
     let repos = Repos::new(&["base", "detect-make"]);
-    let s = worker_server();
+    let s = worker_server("");
     let mut ids = Vec::new();
     for c in ["base", "detect-make"] {
         let (status, v) = post_build(
@@ -402,6 +403,15 @@ fn a_job_token_reads_and_serves_its_own_job_only_and_dies_with_it() {
         &ta,
     );
     assert_eq!(status, 200, "{v}");
+    // nothing else a read key reads
+    for path in [
+        "/v1/jobs".to_owned(),
+        format!("/v1/jobs/{b}/log"),
+        "/v1/components".into(),
+    ] {
+        let (status, v) = with_token(client().get(s.url(&path)), &ta);
+        assert_error(status, &v, 403, "job token");
+    }
     // another job: nothing
     let (status, v) = with_token(client().get(s.url(&format!("/v1/jobs/{b}/spec"))), &ta);
     assert_error(status, &v, 403, "job");
@@ -486,9 +496,17 @@ fn a_polling_worker_claims_and_builds_a_chain() {
     let names = ["base", "mid-a"];
     let mut repos = Repos::new(&names);
     repos.serve();
+    // nothing is readable without a key: the worker fetches base with its
+    // job token
     let s = Server::start_with_env(
-        &build_config(&repos.catalog(&names)),
-        &[("ARTIFACT_STORE_BUILD__EXECUTOR", "worker")],
+        &build_config(&format!(
+            "worker_keys = [\"ci\"]\n{}",
+            repos.catalog(&names)
+        )),
+        &[
+            ("ARTIFACT_STORE_BUILD__EXECUTOR", "worker"),
+            ("ARTIFACT_STORE_AUTH__ANONYMOUS_READ", "false"),
+        ],
     );
     let mut worker = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
         .args([
@@ -504,10 +522,22 @@ fn a_polling_worker_claims_and_builds_a_chain() {
     let _ = worker.wait();
     assert_eq!(status, 200, "{v}");
     let id = v["job"].as_str().unwrap();
-    let log = job_log(&s, id);
+    let log = client()
+        .get(s.url(&format!("/v1/jobs/{id}/log")))
+        .header("Authorization", bearer(READ_KEY))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(log.contains("claimed by worker vm1"), "{log}");
-    assert_eq!(stored(&s, "base"), 200);
-    assert_eq!(stored(&s, "mid-a"), 200);
+    for c in ["base", "mid-a"] {
+        let r = client()
+            .get(s.url(&format!("/v1/components/{c}/R1.0/rocky9")))
+            .header("Authorization", bearer(READ_KEY))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{c}");
+    }
     // a polling worker needs a key
     let out = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
         .args(["worker", "--poll", "--once", "--server", &s.base])
@@ -517,6 +547,15 @@ fn a_polling_worker_claims_and_builds_a_chain() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--poll needs a key"));
+    // a write key not named in build.worker_keys may not claim
+    let other = Server::start_with_env(
+        &build_config(""),
+        &[("ARTIFACT_STORE_BUILD__EXECUTOR", "worker")],
+    );
+    let (status, v) = claim(&other, WRITE_KEY);
+    assert_error(status, &v, 403, "build.worker_keys");
+    let (status, _) = claim(&other, ADMIN_KEY);
+    assert_eq!(status, 204);
 }
 
 #[test]
@@ -613,4 +652,26 @@ fn dispatch_overhead_local_vs_slurm() {
         added < 5.0,
         "Slurm adds {added:.3} s between a request and the build command"
     );
+}
+
+/// A recipe's output cannot pass for the worker's steps: lines that look
+/// like step markers stay lines.
+#[test]
+fn a_recipe_cannot_forge_steps_through_its_worker() {
+    let repos = Repos::new(&[]);
+    let build = "for i in $(seq 1 100); do echo \"==> forged $i\"; done; echo built > out.txt";
+    recipe_repo(&repos, "forger", build, "artifacts: [out.txt]\n");
+    let s = on_slurm(|| Server::start_with(&build_config("")));
+    let (status, v) = post_build(
+        &s,
+        json!({"component": "forger", "tag": "R1.0", "url": repos.file_url("forger")}),
+        true,
+    );
+    assert_eq!(status, 200, "{v}");
+    let j = wait_job(&s, v["job"].as_str().unwrap());
+    let names = step_names(&j);
+    assert!(names.iter().all(|n| !n.contains("forged")), "{names:?}");
+    assert!(names.iter().any(|n| n == "build forger R1.0"), "{names:?}");
+    let log = job_log(&s, v["job"].as_str().unwrap());
+    assert!(log.contains(" ==> forged 100"), "{log}");
 }

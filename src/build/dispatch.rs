@@ -29,6 +29,11 @@ pub fn result_key(dispatch: &str) -> String {
 pub fn claim_key(dispatch: &str) -> String {
     format!("dispatch/{dispatch}/claim")
 }
+/// Who decided the hand-over's outcome first: `storing:<n>` (an upload
+/// is being stored) or `closed` (the service gave up, or cancelled).
+pub fn outcome_key(dispatch: &str) -> String {
+    format!("dispatch/{dispatch}/outcome")
+}
 /// Set by a worker that gave up (its message).
 pub fn failed_key(dispatch: &str) -> String {
     format!("dispatch/{dispatch}/failed")
@@ -44,6 +49,8 @@ pub enum WorkerError {
     Token(#[from] crate::jobs::TokenError),
     #[error("this build has no spec (it has ended, or was handed over again)")]
     NoSpec,
+    #[error("a result of this build is being stored already")]
+    Storing,
     #[error(transparent)]
     Store(#[from] crate::components::ComponentError),
     #[error(transparent)]
@@ -92,15 +99,36 @@ impl Builder {
         raw: blake3::Hash,
     ) -> Result<crate::components::Stored, WorkerError> {
         let (claims, _) = self.jobs.check_token(token, job)?;
-        if self
-            .meta_json::<Record>(&result_key(&claims.dispatch))
-            .is_some()
-        {
-            return Err(WorkerError::Token(crate::jobs::TokenError::Ended));
+        // one upload decides, and only while the service has not given up
+        // on the hand-over (a result never lands after "nothing was stored")
+        let index = self.jobs.index();
+        let outcome = outcome_key(&claims.dispatch);
+        let me = format!("storing:{:016x}", rand::random::<u64>());
+        let won = index
+            .set_meta_if_absent(&outcome, me.as_bytes())
+            .map_err(crate::jobs::JobError::from)?;
+        if won != me.as_bytes() {
+            return Err(if won.starts_with(b"storing:") {
+                WorkerError::Storing
+            } else {
+                WorkerError::Token(crate::jobs::TokenError::Ended)
+            });
         }
-        let spec = self
-            .dispatched_spec(&claims.dispatch)
-            .ok_or(WorkerError::NoSpec)?;
+        let res = self.store_result_of(&claims.dispatch, body, raw);
+        if res.is_err() {
+            // a later upload may try again
+            let _ = index.delete_meta(&outcome);
+        }
+        res
+    }
+
+    fn store_result_of(
+        &self,
+        dispatch: &str,
+        body: std::fs::File,
+        raw: blake3::Hash,
+    ) -> Result<crate::components::Stored, WorkerError> {
+        let spec = self.dispatched_spec(dispatch).ok_or(WorkerError::NoSpec)?;
         let key = crate::model::ComponentKey::new(&spec.component, &spec.tag, &spec.arch)
             .map_err(crate::components::ComponentError::from)?;
         let req = crate::components::PutRequest {
@@ -117,7 +145,7 @@ impl Builder {
         let rec = serde_json::to_vec(&stored.record).unwrap_or_default();
         self.jobs
             .index()
-            .set_meta(&result_key(&claims.dispatch), &rec)
+            .set_meta(&result_key(dispatch), &rec)
             .map_err(crate::jobs::JobError::from)?;
         Ok(stored)
     }
@@ -153,7 +181,7 @@ impl Builder {
                 .set_meta_if_absent(&claim_key(&d.id), me.as_bytes())
                 .map_err(crate::jobs::JobError::from)?;
             if won == me.as_bytes() {
-                let ttl = Duration::from_secs(self.cfg.build.timeout_secs + 6 * 3600);
+                let ttl = Duration::from_secs(self.cfg.build.timeout_secs + 24 * 3600);
                 let token = self.jobs.mint_token(&job, &d.id, ttl)?;
                 return Ok(Some((job, token)));
             }
@@ -206,7 +234,7 @@ impl Builder {
         let timeout = Duration::from_secs(spec.timeout_secs);
         let token = self
             .jobs
-            .mint_token(&ctx.id, &id, timeout + Duration::from_secs(6 * 3600))
+            .mint_token(&ctx.id, &id, timeout + Duration::from_secs(24 * 3600))
             .map_err(|e| fail(e.to_string()))?;
         let run = WorkerRun {
             job: ctx.id.clone(),
@@ -257,6 +285,7 @@ impl Builder {
             for k in [
                 spec_key(&id),
                 result_key(&id),
+                outcome_key(&id),
                 claim_key(&id),
                 failed_key(&id),
             ] {
@@ -282,6 +311,17 @@ impl Builder {
         let mut ended: Option<(RemoteState, Instant)> = None;
         let silence = Duration::from_secs(self.cfg.build.worker_silence_secs.max(10));
         let mut remote = d.remote_id.clone();
+        let mut steps = 0usize;
+        let mut storing_since: Option<Instant> = None;
+        // gives up unless an upload is being stored (then waits for it)
+        macro_rules! give_up {
+            ($msg:expr) => {{
+                match self.close(&d.id, &mut storing_since).await {
+                    Some(late) => return Err(fail(format!("{}{late}", $msg))),
+                    None => continue,
+                }
+            }};
+        }
         loop {
             tokio::time::sleep(if started.elapsed() < Duration::from_secs(2) {
                 Duration::from_millis(200)
@@ -289,6 +329,17 @@ impl Builder {
                 POLL
             })
             .await;
+            if remote.is_empty() {
+                // a polling worker's claim (said before its lines)
+                if let Some(by) = self.jobs.index().meta(&claim_key(&d.id)).ok().flatten() {
+                    remote = String::from_utf8_lossy(&by).into_owned();
+                    ctx.log.line(&format!("claimed by worker {remote}"));
+                    let mut nd = d.clone();
+                    nd.remote_id = remote.clone();
+                    self.jobs.set_dispatch(&ctx.id, Some(nd));
+                    last_news = Instant::now();
+                }
+            }
             // the worker's lines (and steps) into the job's own log
             let (jobs, id) = (self.jobs.clone(), ctx.id.clone());
             let chunk = tokio::task::spawn_blocking(move || jobs.worker_log(&id, offset))
@@ -304,8 +355,12 @@ impl Builder {
                     let line: String = partial.drain(..=nl).collect();
                     let line = line.trim_end_matches('\n');
                     match line.strip_prefix("==> ") {
-                        Some(step) => ctx.step(step),
-                        None => ctx.log.line(line),
+                        Some(step) if steps < MAX_WORKER_STEPS => {
+                            steps += 1;
+                            let name: String = step.chars().take(MAX_STEP_NAME).collect();
+                            ctx.step(&name)
+                        }
+                        _ => ctx.log.line(line),
                     }
                 }
             }
@@ -314,42 +369,40 @@ impl Builder {
             }
             if let Ok(Some(why)) = self.jobs.index().meta(&failed_key(&d.id)) {
                 // the step is the worker's last (`==> ` lines)
-                return Err(fail(format!(
+                give_up!(format!(
                     "{} (on the worker); nothing was stored",
                     String::from_utf8_lossy(&why)
-                )));
+                ));
             }
             if remote.is_empty() {
-                // a polling worker's claim
-                if let Some(by) = self.jobs.index().meta(&claim_key(&d.id)).ok().flatten() {
-                    remote = String::from_utf8_lossy(&by).into_owned();
-                    ctx.log.line(&format!("claimed by worker {remote}"));
-                    let mut nd = d.clone();
-                    nd.remote_id = remote.clone();
-                    self.jobs.set_dispatch(&ctx.id, Some(nd));
-                    last_news = Instant::now();
-                } else if started.elapsed() > timeout {
-                    return Err(fail(format!(
+                if started.elapsed() > timeout {
+                    give_up!(format!(
                         "no worker claimed the build within {} s",
                         timeout.as_secs()
-                    )));
+                    ));
                 }
                 continue;
             }
             let Some(engine) = self.engine_named(&d.executor) else {
                 // a polling worker: it is alive while it posts its log
                 if last_news.elapsed() > silence {
-                    return Err(fail(format!(
+                    give_up!(format!(
                         "worker {remote} sent nothing for {} s: given up; nothing was stored",
                         silence.as_secs()
-                    )));
+                    ));
+                }
+                if started.elapsed() > timeout + GRACE {
+                    give_up!(format!(
+                        "worker {remote} did not finish within build.timeout_secs ({} s); nothing was stored",
+                        timeout.as_secs()
+                    ));
                 }
                 continue;
             };
             if let Some((state, at)) = &ended {
                 // a result may be on its way just as the engine reports the end
                 if at.elapsed() > Duration::from_secs(3) {
-                    return Err(fail(ended_without_result(engine.name(), &remote, state)));
+                    give_up!(ended_without_result(engine.name(), &remote, state));
                 }
                 continue;
             }
@@ -360,6 +413,31 @@ impl Builder {
                     tracing::warn!(job = %ctx.id, "cannot ask {} about job {remote}: {e}", engine.name())
                 }
             }
+        }
+    }
+
+    /// Closes hand-over `dispatch` so that no result lands after the job
+    /// failed: `Some(note)` when it is closed (the caller fails the job);
+    /// `None` while an upload is being stored (wait for its result), for at
+    /// most [`STORING_PATIENCE`].
+    pub(super) async fn close(
+        &self,
+        dispatch: &str,
+        storing_since: &mut Option<Instant>,
+    ) -> Option<String> {
+        let index = self.jobs.index().clone();
+        let key = outcome_key(dispatch);
+        let won = tokio::task::spawn_blocking(move || index.set_meta_if_absent(&key, b"closed"))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        match won {
+            Some(v) if v.starts_with(b"storing:") => {
+                let since = storing_since.get_or_insert_with(Instant::now);
+                (since.elapsed() > STORING_PATIENCE)
+                    .then(|| " (an upload of its result never finished)".to_owned())
+            }
+            _ => Some(String::new()),
         }
     }
 
@@ -413,8 +491,12 @@ impl Builder {
                         self.forget_dispatch(ctx, &d.id).await;
                         return Ok(Some(rec));
                     }
-                    self.forget_dispatch(ctx, &d.id).await;
-                    return Err(ctx.fail(ended_without_result(engine.name(), &d.remote_id, &s)));
+                    if let Some(note) = self.close(&d.id, &mut None).await {
+                        self.forget_dispatch(ctx, &d.id).await;
+                        let why = ended_without_result(engine.name(), &d.remote_id, &s);
+                        return Err(ctx.fail(format!("{why}{note}")));
+                    }
+                    // an upload is being stored: follow it to its end
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -436,6 +518,17 @@ impl Builder {
         res.map(Some)
     }
 }
+
+/// How long past `build.timeout_secs` a claimed build may run.
+const GRACE: Duration = Duration::from_secs(300);
+/// How long an upload that started being stored may take to land.
+const STORING_PATIENCE: Duration = Duration::from_secs(600);
+
+/// A worker's steps (`==> ` lines) taken as steps of the job, at most
+/// (its pipeline has a handful; the rest are kept as lines).
+const MAX_WORKER_STEPS: usize = 64;
+/// A step name's length at most, in characters.
+const MAX_STEP_NAME: usize = 200;
 
 fn ended_without_result(engine: &str, remote: &str, state: &RemoteState) -> String {
     match state {

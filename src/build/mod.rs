@@ -399,9 +399,14 @@ impl Runner for Builder {
         &self,
         job: &Job,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        let (this, d) = (self.clone(), job.dispatch.clone());
+        let (this, d, job_id) = (self.clone(), job.dispatch.clone(), job.id.clone());
         Box::pin(async move {
             let Some(d) = d else { return };
+            // no result lands from now on, and the worker's token is dead
+            if this.close(&d.id, &mut None).await.is_none() {
+                tracing::warn!(job = %d.id, "cancelled while its result was being stored");
+            }
+            this.jobs.set_dispatch(&job_id, None);
             if let Some(engine) = this.engine_named(&d.executor) {
                 if !d.remote_id.is_empty() {
                     if let Err(e) = engine.cancel(&d.remote_id).await {

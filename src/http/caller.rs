@@ -48,13 +48,13 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 /// scope.
 pub fn authorize(state: &AppState, req: &HttpRequest, role: Role) -> Result<Principal, ApiError> {
     if let Some(t) = bearer(req).filter(|t| crate::jobs::token::is_job_token(t)) {
-        // a worker's job token: it may read (its job's own routes check
-        // it themselves), nothing else
-        if role != Role::Read {
+        // a worker's job token: it may download blobs (its dependencies;
+        // its job's own routes check it themselves), nothing else
+        if role != Role::Read || !req.path().starts_with("/v1/blobs/") {
             return Err(ApiError::new(
                 actix_web::http::StatusCode::FORBIDDEN,
                 "forbidden",
-                "a job token may only read, post its job's log and store its job's result",
+                "a job token may only fetch its job's spec and blobs, post its log and store its result",
             ));
         }
         if state.builder.jobs().token_reads(t) {

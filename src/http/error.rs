@@ -342,7 +342,9 @@ impl From<crate::build::dispatch::WorkerError> for ApiError {
         use crate::build::dispatch::WorkerError as W;
         match e {
             W::Token(t) => t.into(),
-            W::NoSpec => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            W::NoSpec | W::Storing => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
             W::Store(c) => c.into(),
             W::Jobs(j) => j.into(),
         }

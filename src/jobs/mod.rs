@@ -572,6 +572,17 @@ impl Jobs {
             c.error = Some(format!("cancelled by {by} before it started"));
             if self.shared.index.replace_job(&c, None)? {
                 self.notify(id, JobState::Cancelled);
+                // queued again after a restart with its hand-over still
+                // running on a cluster: cancel that too
+                if job.dispatch.is_some() {
+                    if let (Some(r), Ok(rt)) = (
+                        self.shared.runner.get().cloned(),
+                        tokio::runtime::Handle::try_current(),
+                    ) {
+                        let j = job.clone();
+                        rt.spawn(async move { r.cancel_dispatch(&j).await });
+                    }
+                }
                 return Ok(Some(c));
             }
             job = self.get(id)?.unwrap_or(job);

@@ -93,8 +93,13 @@ impl LogPoster {
     }
 }
 
-impl LineSink for LogPoster {
-    fn line(&self, s: &str) {
+impl LogPoster {
+    /// Starts a step: the one kind of line the service reads as a step.
+    pub fn step(&self, name: &str) {
+        self.push(&format!("==> {name}"));
+    }
+
+    fn push(&self, s: &str) {
         eprintln!("{s}");
         let Ok(mut st) = self.inner.state.lock() else {
             return;
@@ -103,6 +108,20 @@ impl LineSink for LogPoster {
         st.buf.push(b'\n');
         if st.buf.len() >= FULL {
             self.inner.wake.notify_all();
+        }
+    }
+}
+
+/// Everything else — the build's own output, git's — can never pass for a
+/// step: a line that looks like one is indented.
+impl LineSink for LogPoster {
+    fn line(&self, s: &str) {
+        for l in s.split('\n') {
+            if l.starts_with("==> ") {
+                self.push(&format!(" {l}"));
+            } else {
+                self.push(l);
+            }
         }
     }
 }

@@ -85,13 +85,23 @@ impl Service {
     }
 }
 
+/// How this machine runs builds.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where builds are unpacked.
+    pub work_root: PathBuf,
+    /// Run a spec that names the `process` sandbox (no isolation: the
+    /// build would see this worker's token). Refused unless set.
+    pub allow_process_sandbox: bool,
+}
+
 /// Runs the build of `job` with `token`; `Ok` when its result is stored.
 pub fn run_one(
     svc: &Service,
     job: &str,
     token: &str,
     cfg: &Config,
-    work_root: &Path,
+    opts: &Options,
 ) -> Result<(), WorkerError> {
     let r = svc.check(
         "fetching the build's spec",
@@ -104,7 +114,15 @@ pub fn run_one(
         .json()
         .map_err(|e| WorkerError::Service(format!("the build's spec: {e}")))?;
     let poster = LogPoster::start(svc.clone(), job.to_owned(), token.to_owned());
-    let res = build(svc, token, &ws, cfg, work_root, &poster);
+    let res = if ws.spec.sandbox == "process" && !opts.allow_process_sandbox {
+        Err(WorkerError::Build(
+            "the build names the `process` sandbox (no isolation: it could read this worker's \
+             token); this worker runs it only with --allow-process-sandbox"
+                .into(),
+        ))
+    } else {
+        build(svc, token, &ws, cfg, &opts.work_root, &poster)
+    };
     poster.finish();
     if let Err(e) = &res {
         // the service writes the failure into the job (the step it failed in)
@@ -142,7 +160,7 @@ fn build(
         hostname(),
         spec.arch
     ));
-    poster.line(&format!("==> clone {label}"));
+    poster.step(&format!("clone {label}"));
     let g = git::Git {
         allow_local: spec.git.allow_local,
         rewrites: spec.git.rewrites.clone(),
@@ -173,6 +191,7 @@ fn build(
         token: token.to_owned(),
         blobs: ws.blobs.clone(),
         poster: poster.clone(),
+        limits: cfg.unpack_limits(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -264,6 +283,8 @@ struct WorkerHost {
     token: String,
     blobs: Vec<WorkerBlob>,
     poster: LogPoster,
+    /// What one dependency may unpack to (before its blake3 is known).
+    limits: unpack::Limits,
 }
 
 impl BuildHost for WorkerHost {
@@ -272,7 +293,7 @@ impl BuildHost for WorkerHost {
     }
 
     fn step(&self, name: &str) {
-        self.poster.line(&format!("==> {name}"));
+        self.poster.step(name);
     }
 
     fn fetch_dependency<'a>(
@@ -282,27 +303,33 @@ impl BuildHost for WorkerHost {
     ) -> BoxFuture<'a, Result<(), String>> {
         let blob = self.blobs.iter().find(|b| b.blake3 == d.blake3).cloned();
         let (svc, token, dest) = (self.svc.clone(), self.token.clone(), dest.to_owned());
+        let limits = self.limits;
         Box::pin(async move {
             let blob = blob.ok_or("the spec names no URL for it")?;
-            tokio::task::spawn_blocking(move || fetch_blob(&svc, &token, &blob, &dest))
+            tokio::task::spawn_blocking(move || fetch_blob(&svc, &token, &blob, &dest, limits))
                 .await
                 .map_err(|e| e.to_string())?
         })
     }
 }
 
-/// Downloads a blob, unpacks it into `dest` as it streams, and checks its
-/// blake3: on a mismatch nothing is kept.
-fn fetch_blob(svc: &Service, token: &str, blob: &WorkerBlob, dest: &Path) -> Result<(), String> {
-    // the token goes to the service only
-    let same_origin = url::Url::parse(&blob.url)
-        .ok()
-        .zip(url::Url::parse(&svc.base).ok())
-        .is_some_and(|(a, b)| a.origin() == b.origin());
-    let mut rb = svc.http.get(&blob.url);
-    if same_origin {
-        rb = rb.bearer_auth(token);
-    }
+/// Downloads a blob, unpacks it into `dest` as it streams (within the
+/// upload limits), and checks its blake3: on a mismatch nothing is kept.
+fn fetch_blob(
+    svc: &Service,
+    token: &str,
+    blob: &WorkerBlob,
+    dest: &Path,
+    limits: unpack::Limits,
+) -> Result<(), String> {
+    // from the service as this worker reaches it (`--server`), whatever
+    // public URL the service names: the token goes there and nowhere else
+    let url = url::Url::parse(&blob.url).map_err(|e| format!("{}: {e}", blob.url))?;
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let rb = svc.http.get(svc.url(&path)).bearer_auth(token);
     let resp = svc
         .check(&format!("fetching {}", blob.component), rb.send())
         .map_err(|e| e.to_string())?;
@@ -315,9 +342,7 @@ fn fetch_blob(svc: &Service, token: &str, blob: &WorkerBlob, dest: &Path) -> Res
     };
     let res = zstd::stream::read::Decoder::new(&mut hashing)
         .map_err(|e| e.to_string())
-        .and_then(|dec| {
-            unpack::unpack_safe(dec, dest, unpack::Limits::NONE).map_err(|e| e.to_string())
-        });
+        .and_then(|dec| unpack::unpack_safe(dec, dest, limits).map_err(|e| e.to_string()));
     let res = res.and_then(|_| {
         std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| e.to_string())?;
         let got = hashing.hasher.finalize().to_hex().to_string();
@@ -357,7 +382,7 @@ pub fn poll(
     name: &str,
     arches: &[String],
     cfg: &Config,
-    work_root: &Path,
+    opts: &Options,
     once: bool,
 ) -> Result<(), WorkerError> {
     loop {
@@ -383,7 +408,7 @@ pub fn poll(
             .json()
             .map_err(|e| WorkerError::Service(format!("the claim's answer: {e}")))?;
         eprintln!("artifact-store worker: running job {}", c.job);
-        if let Err(e) = run_one(svc, &c.job, &c.token, cfg, work_root) {
+        if let Err(e) = run_one(svc, &c.job, &c.token, cfg, opts) {
             eprintln!("artifact-store worker: job {} failed: {e}", c.job);
         }
         if once {

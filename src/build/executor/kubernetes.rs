@@ -48,7 +48,9 @@ pub fn names(run: &WorkerRun) -> (String, String) {
 }
 
 /// The Secret holding the worker's token.
-pub fn secret_manifest(cfg: &KubernetesConfig, run: &WorkerRun) -> Value {
+/// The Secret holding a run's token, owned by its Job (`job_uid`) so that
+/// it goes when the Job does (`ttlSecondsAfterFinished`).
+pub fn secret_manifest(cfg: &KubernetesConfig, run: &WorkerRun, job_uid: &str) -> Value {
     let (job, secret) = names(run);
     json!({
         "apiVersion": "v1",
@@ -57,6 +59,9 @@ pub fn secret_manifest(cfg: &KubernetesConfig, run: &WorkerRun) -> Value {
             "name": secret,
             "namespace": cfg.namespace,
             "labels": {"app.kubernetes.io/managed-by": "artifact-store", "artifact-store/job": job},
+            "ownerReferences": [{
+                "apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": job_uid,
+            }],
         },
         "type": "Opaque",
         "stringData": {"token": run.token},
@@ -75,6 +80,8 @@ pub fn job_manifest(cfg: &KubernetesConfig, run: &WorkerRun) -> Value {
     args.insert(0, cfg.worker.clone());
     let mut pod = json!({
         "restartPolicy": "Never",
+        // the worker needs no API access
+        "automountServiceAccountToken": false,
         "containers": [{
             "name": "worker",
             "image": image,
@@ -241,15 +248,20 @@ impl Engine for Kubernetes {
         Box::pin(Self::blocking(move || {
             let c = Cluster::new()?;
             let ns = &cfg.namespace;
-            c.call(
-                reqwest::Method::POST,
-                &format!("/api/v1/namespaces/{ns}/secrets"),
-                Some(&secret_manifest(&cfg, &run)),
-            )?;
-            c.call(
+            // the Job first: its Secret is owned by it (the pod waits for
+            // the Secret to appear)
+            let job = c.call(
                 reqwest::Method::POST,
                 &format!("/apis/batch/v1/namespaces/{ns}/jobs"),
                 Some(&job_manifest(&cfg, &run)),
+            )?;
+            let uid = job["metadata"]["uid"]
+                .as_str()
+                .ok_or("the API server named no uid for the Job")?;
+            c.call(
+                reqwest::Method::POST,
+                &format!("/api/v1/namespaces/{ns}/secrets"),
+                Some(&secret_manifest(&cfg, &run, uid)),
             )?;
             Ok(names(&run).0)
         }))
@@ -323,7 +335,7 @@ mod tests {
         };
         let r = run();
         let j = job_manifest(&cfg, &r);
-        let s = secret_manifest(&cfg, &r);
+        let s = secret_manifest(&cfg, &r, "0b9e-uid");
         assert_eq!(j["apiVersion"], "batch/v1");
         assert_eq!(j["kind"], "Job");
         assert_eq!(j["metadata"]["name"], "adbs-0190abcdef-01234567");
@@ -358,6 +370,12 @@ mod tests {
         assert_eq!(s["kind"], "Secret");
         assert_eq!(s["stringData"]["token"], "adbsjob_secret");
         assert_eq!(s["metadata"]["name"], "adbs-token-0190abcdef-01234567");
+        // it goes with its Job
+        let owner = &s["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Job");
+        assert_eq!(owner["name"], "adbs-0190abcdef-01234567");
+        assert_eq!(owner["uid"], "0b9e-uid");
+        assert_eq!(pod["automountServiceAccountToken"], false);
     }
 
     #[test]

@@ -104,7 +104,8 @@ impl Slurm {
             "--parsable".to_owned(),
             format!("--job-name=adbs-{}", run.job),
             format!("--output={}", self.cfg.output),
-            "--chdir=/tmp".to_owned(),
+            // not a shared, writable directory (nothing is read from it)
+            "--chdir=/".to_owned(),
             format!("--time={minutes}"),
             format!("--cpus-per-task={}", run.cpus.max(1)),
             "--export=PATH,ARTIFACT_STORE_JOB_TOKEN".to_owned(),

@@ -102,6 +102,9 @@ pub async fn log(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let t = token(&req)?;
+    // the token before the body: nobody else makes the service read 1 MiB
+    let (jobs, t2, i2) = (state.builder.jobs().clone(), t.clone(), id.clone());
+    blocking(move || jobs.check_token(&t2, &i2)).await?;
     let chunk = body::read_small(payload, 1 << 20).await?;
     let b = state.builder.clone();
     blocking(move || b.worker_log_lines(&t, &id, &chunk)).await?;
@@ -190,7 +193,7 @@ pub async fn result(
     post,
     path = "/v1/workers/claim",
     tag = "workers",
-    summary = "Claim a build (polling worker, write key)",
+    summary = "Claim a build (polling worker: a key in build.worker_keys, or admin)",
     description = "For `artifact-store worker --poll`: the oldest build waiting for a polling \
 worker (`executor = \"worker\"`) for one of the architectures, with its job token; 204 when \
 there is none.",
@@ -201,7 +204,7 @@ there is none.",
         (status = 200, description = "A build to run", body = api::Claimed),
         (status = 204, description = "Nothing to do"),
         (status = 401, description = "No or invalid API key", body = api::ErrorBody),
-        (status = 403, description = "The key's role is too small (write), or it has a component scope", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key, nor one named in build.worker_keys; or a key with a component scope", body = api::ErrorBody),
     ),
 )]
 pub async fn claim(
@@ -209,8 +212,20 @@ pub async fn claim(
     req: HttpRequest,
     c: web::Json<ClaimRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &req, Role::Write)?
-        .unscoped("a polling worker builds whatever it is handed, so it needs a key without a component scope")?;
+    let p = authorize(&state, &req, Role::Write)?;
+    if p.role != Some(Role::Admin) && !state.cfg.build.worker_keys.contains(&p.name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "key {:?} may not claim builds: name it in build.worker_keys (or use an admin key)",
+                p.name
+            ),
+        ));
+    }
+    p.unscoped(
+        "a polling worker builds whatever it is handed, so it needs a key without a component scope",
+    )?;
     let c = c.into_inner();
     crate::model::validate_name("worker", &c.worker)?;
     let b = state.builder.clone();

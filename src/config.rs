@@ -206,6 +206,11 @@ pub struct IndexConfig {
     /// How long a replica holds a job it runs without renewing its lease;
     /// a job whose replica died is taken up again after this.
     pub job_lease_secs: u64,
+    /// How long a replica may answer from a record it read (`postgres`
+    /// only; 0: every lookup asks the database). A record replaced or
+    /// removed on another replica is seen at most this late; this
+    /// replica's own writes, at once.
+    pub record_cache_ms: u64,
 }
 
 impl Default for IndexConfig {
@@ -215,6 +220,7 @@ impl Default for IndexConfig {
             url: None,
             max_connections: 16,
             job_lease_secs: 30,
+            record_cache_ms: 1000,
         }
     }
 }

@@ -40,7 +40,7 @@ fn pg_config(url: &str) -> artifact_store::config::IndexConfig {
         kind: artifact_store::config::IndexKind::Postgres,
         url: Some(url.to_owned()),
         max_connections: 8,
-        job_lease_secs: 30,
+        ..Default::default()
     }
 }
 
@@ -1225,6 +1225,45 @@ mod pg {
             .expect("not PostgreSQL")
             .to_string();
         assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+    }
+
+    /// A replica answers from a record it read for at most
+    /// `record_cache_ms`; its own writes are seen at once.
+    #[test]
+    fn a_replica_remembers_a_record_briefly_and_forgets_its_own_writes() {
+        let url = common::pg::database();
+        let open = |ms: u64| {
+            PgIndex::open(&artifact_store::config::IndexConfig {
+                record_cache_ms: ms,
+                ..pg_config(&url)
+            })
+            .expect("open")
+        };
+        let (a, b) = (open(1500), open(1500));
+        let r = rec("cached", "R1", "rocky9", &"a".repeat(64));
+        let k = r.key();
+        assert!(a.put(&r, false).is_ok());
+        assert!(a.raw(&k).unwrap().is_some());
+        // removed on another replica: seen there at once, here within the TTL
+        let t = Instant::now();
+        assert!(b.remove(&k).unwrap().is_some());
+        assert!(b.raw(&k).unwrap().is_none());
+        if t.elapsed() < Duration::from_millis(1000) {
+            assert!(a.raw(&k).unwrap().is_some(), "answered from memory");
+        }
+        std::thread::sleep(Duration::from_millis(1600));
+        assert!(a.raw(&k).unwrap().is_none(), "forgotten after the TTL");
+        // a replica's own writes are seen at once
+        assert!(a.put(&r, false).is_ok());
+        assert!(a.raw(&k).unwrap().is_some());
+        assert!(a.remove(&k).unwrap().is_some());
+        assert!(a.raw(&k).unwrap().is_none());
+        // 0: every lookup asks the database
+        let (c, d) = (open(0), open(0));
+        assert!(c.put(&r, false).is_ok());
+        assert!(c.raw(&k).unwrap().is_some());
+        assert!(d.remove(&k).unwrap().is_some());
+        assert!(c.raw(&k).unwrap().is_none());
     }
 
     #[test]

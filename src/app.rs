@@ -80,7 +80,7 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         };
         extra.push(("bootstrap-admin".to_owned(), Role::Admin, hash));
     }
-    let keys = KeyRing::new(&cfg.auth, extra);
+    let keys = KeyRing::new(&cfg.auth, extra).with_index(index.clone());
     // the data directory as the kernel spells it and as configured (absolute)
     let redact: Vec<String> = [data.canonicalize().ok(), std::path::absolute(&data).ok()]
         .into_iter()

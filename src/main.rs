@@ -1,5 +1,6 @@
 //! The `artifact-store` binary: `serve` runs the service; `key` manages API
-//! keys; `migrate` and `reindex` work on a store's storage directly; `get`,
+//! keys (`new`/`hash` offline for the config file, `create`/`list`/`revoke`
+//! on a running service); `migrate` and `reindex` work on a store's storage directly; `get`,
 //! `put`, `check`, `build`, `image`, `jobs`, `gc`, `verify` are the client,
 //! talking to a running service.
 
@@ -9,11 +10,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use artifact_store::auth;
 use artifact_store::client::{self, Remote};
 use artifact_store::config::{Config, IndexKind, StorageKind};
 use artifact_store::model::JobState;
-use artifact_store::model::Role;
+
+/// The `key` subcommands (offline for the config file, and on a service).
+#[path = "main/key.rs"]
+mod key;
+
+use key::KeyCmd;
 
 #[derive(Parser)]
 #[command(
@@ -250,19 +255,6 @@ enum ImageCmd {
     },
 }
 
-#[derive(Subcommand)]
-enum KeyCmd {
-    /// Generate a key and print it with the config entry holding its hash.
-    New {
-        #[arg(long, default_value = "ci")]
-        name: String,
-        #[arg(long, default_value = "write")]
-        role: Role,
-    },
-    /// Print the blake3 hash of a key, as the config stores it.
-    Hash { key: String },
-}
-
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ARTIFACT_STORE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -345,15 +337,6 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-        }
-        Cmd::Key(KeyCmd::New { name, role }) => {
-            let key = auth::generate_key();
-            println!("key: {key}\n\n# add to the config file:\n[[auth.keys]]\nname = \"{name}\"\nrole = \"{role}\"\nblake3 = \"{}\"", auth::hash_key(&key));
-            ExitCode::SUCCESS
-        }
-        Cmd::Key(KeyCmd::Hash { key }) => {
-            println!("{}", auth::hash_key(&key));
-            ExitCode::SUCCESS
         }
         Cmd::Migrate { from } => offline(cli.config.as_deref(), |cfg| {
             let (src_blobs, src_index) = artifact_store::app::open_local_store(&from)?;
@@ -647,10 +630,9 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
                 v.report.corrupt.is_empty() && v.report.missing.is_empty(),
             ))
         }
-        Cmd::Serve { .. }
-        | Cmd::Key(_)
-        | Cmd::Migrate { .. }
-        | Cmd::Reindex
-        | Cmd::Worker { .. } => Ok(ExitCode::SUCCESS),
+        Cmd::Key(k) => key::run(k),
+        Cmd::Serve { .. } | Cmd::Migrate { .. } | Cmd::Reindex | Cmd::Worker { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -137,6 +137,8 @@ fn every_route_is_documented() {
         "jobs",
         "images",
         "dependencies",
+        "keys",
+        "workers",
         "service",
         "workers",
     ];

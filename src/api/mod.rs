@@ -5,15 +5,17 @@
 //!
 //! Layout: `components` (records with links, lists, the missing-check),
 //! `deps` (closures, the lock document, inputs keys),
-//! `jobs` (builds and their jobs), `images`, `service` (health, readiness,
-//! GC, verify), `original` (the original API's requests), `workers` (what
-//! workers on a cluster and the service say to each other), and here the
+//! `jobs` (builds and their jobs), `images`, `keys` (API keys), `service`
+//! (health, readiness, GC, verify), `original` (the original API's
+//! requests), `workers` (what workers on a cluster and the service say to
+//! each other), and here the
 //! error body and the `status` words shared by several answers.
 
 pub mod components;
 pub mod deps;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod original;
 pub mod service;
 pub mod workers;
@@ -25,6 +27,7 @@ pub use components::*;
 pub use deps::*;
 pub use images::*;
 pub use jobs::*;
+pub use keys::*;
 pub use original::*;
 pub use service::*;
 pub use workers::*;

@@ -2,8 +2,9 @@
 //! the domain. Read top to bottom, it is a one-way stack:
 //!
 //! - `handlers/`: one file per resource (`components`, `original` — the
-//!   lab's original API in one place —, `builds`, `images`, `service`,
-//!   `docs`, `catalog`); a handler extracts, calls the domain, answers.
+//!   lab's original API in one place —, `builds`, `images`, `keys`,
+//!   `service`, `docs`, `catalog`); a handler extracts, calls the domain,
+//!   answers.
 //! - below them, shared by the handlers: `jobs` (answers about jobs, build
 //!   starts, build-on-miss), `respond` (links, rendered lookups, serving a
 //!   component or blob), `files` (streaming a blob file with Range/ETag),
@@ -39,7 +40,9 @@ use crate::components::Components;
 use crate::config::Config;
 use crate::image::Images;
 use error::ApiError;
-use handlers::{builds, catalog, components as c, deps, docs, images, original, service, workers};
+use handlers::{
+    builds, catalog, components as c, deps, docs, images, keys, original, service, workers,
+};
 use respond::RenderCache;
 
 /// What every handler shares.
@@ -139,6 +142,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics").route(web::get().to(service::metrics)))
         .service(resource("/v1/admin/gc").route(web::post().to(service::gc)))
         .service(resource("/v1/admin/verify").route(web::post().to(service::verify)))
+        .service(
+            resource("/v1/keys")
+                .route(web::get().to(keys::list_keys))
+                .route(web::post().to(keys::create_key)),
+        )
+        .service(resource("/v1/keys/{name}").route(web::delete().to(keys::revoke_key)))
         .service(
             resource("/v1/images")
                 .route(web::get().to(images::list_images))
@@ -247,6 +256,7 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                             ms = secs * 1000.0,
                             linux_user = who.linux_username.as_deref().unwrap_or("-"),
                             github_user = who.github_username.as_deref().unwrap_or("-"),
+                            key = caller::key_name(res.request()).as_deref().unwrap_or("-"),
                         );
                     }
                     Ok(res)

@@ -12,25 +12,27 @@
 //! Every SQL text is a constant; values only ever travel as bound
 //! parameters. Times of leases and jobs are the database's clock.
 
+mod api_keys;
 mod cache;
 mod connect;
 mod export;
 mod jobs;
 mod keys;
 mod records;
+mod runtime;
 mod state;
 
 use std::fmt::Display;
-use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row;
 
 use super::{decode, encode, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result};
 use crate::config::IndexConfig;
-use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
+use crate::model::{ApiKey, ComponentKey, ImageKey, ImageRecord, Job, Record, Revocation};
 use keys::{image_binds, key_binds, key_nul_free, no_nul, nul_free};
 
 /// How long a query waits for a free connection of the pool.
@@ -166,41 +168,6 @@ impl PgIndex {
             cache: cache::RecordCache::new(Duration::from_millis(cfg.record_cache_ms)),
             rt: Some(rt),
         })
-    }
-
-    /// Runs `fut` on the index's runtime and waits for it.
-    fn run<T: Send + 'static>(
-        &self,
-        what: impl Display,
-        fut: impl Future<Output = Task<T>> + Send + 'static,
-    ) -> Result<T> {
-        self.run_within(what, OPERATION_TIMEOUT, fut)
-    }
-
-    fn run_within<T: Send + 'static>(
-        &self,
-        what: impl Display,
-        limit: Duration,
-        fut: impl Future<Output = Task<T>> + Send + 'static,
-    ) -> Result<T> {
-        let Some(rt) = &self.rt else {
-            return Err(IndexError::Db(format!("{what}: the index is closed")));
-        };
-        let (tx, rx) = mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let r = tokio::time::timeout(limit, fut).await;
-            let _ = tx.send(r);
-        });
-        match rx.recv() {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(Fail::Sql(e)))) => Err(db_error(what, e)),
-            Ok(Ok(Err(Fail::Index(e)))) => Err(e),
-            Ok(Err(_)) => Err(IndexError::Db(format!(
-                "the PostgreSQL database does not answer ({what}): nothing within {} seconds",
-                limit.as_secs()
-            ))),
-            Err(_) => Err(IndexError::Db(format!("{what}: the task stopped"))),
-        }
     }
 
     /// One bytea column of at most one row.
@@ -646,6 +613,30 @@ impl Index for PgIndex {
 
     fn delete_meta(&self, key: &str) -> Result<()> {
         self.meta_delete(key)
+    }
+
+    fn create_api_key(&self, key: &ApiKey) -> Result<bool> {
+        self.key_create(key)
+    }
+
+    fn api_key(&self, name: &str) -> Result<Option<ApiKey>> {
+        self.key_named(name)
+    }
+
+    fn api_key_by_hash(&self, blake3: &str) -> Result<Option<ApiKey>> {
+        self.key_by_hash(blake3)
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.keys_all()
+    }
+
+    fn revoke_api_key(&self, name: &str, revoked: &Revocation) -> Result<Option<ApiKey>> {
+        self.key_revoke(name, revoked)
+    }
+
+    fn note_api_key_use(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.key_used(name, at)
     }
 
     fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()> {

@@ -2,7 +2,8 @@
 //! JSON [`Record`]), `derived` (`<blake3>\0<kind>` -> blake3), `downloads`
 //! (key -> unix seconds), `images`, `jobs` (id -> JSON [`Job`]; ids sort by
 //! time), `flights` (flight key -> job id), `queue` (ids of queued jobs),
-//! `blob_uses` (blake3 -> unix seconds) and `meta`.
+//! `blob_uses` (blake3 -> unix seconds), `api_keys` (by name and by hash,
+//! see `api_keys.rs`) and `meta`.
 //!
 //! Reads are in-memory lookups; record writes are compare-and-swap per key
 //! and flushed (fsync) before returning. One process owns the database, so
@@ -15,10 +16,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod api_keys;
 mod export;
 
+use chrono::{DateTime, Utc};
+
 use super::{decode, encode, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result};
-use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, JobState, Record};
+use crate::model::{
+    ApiKey, ComponentKey, ImageKey, ImageRecord, Job, JobState, Record, Revocation,
+};
 
 impl From<::sled::Error> for IndexError {
     fn from(e: ::sled::Error) -> Self {
@@ -42,6 +48,7 @@ pub struct SledIndex {
     queue: ::sled::Tree,
     job_logs: ::sled::Tree,
     blob_uses: ::sled::Tree,
+    api_keys: ::sled::Tree,
     meta: ::sled::Tree,
     /// Serialises job enqueues, claims and replacements.
     job_lock: Arc<Mutex<()>>,
@@ -114,6 +121,7 @@ impl SledIndex {
             queue: db.open_tree("queue")?,
             job_logs: db.open_tree("job_logs")?,
             blob_uses: db.open_tree("blob_uses")?,
+            api_keys: db.open_tree("api_keys")?,
             meta: db.open_tree("meta")?,
             job_lock: Arc::new(Mutex::new(())),
             leases: Arc::new(Mutex::new(HashMap::new())),
@@ -557,6 +565,30 @@ impl Index for SledIndex {
     fn delete_meta(&self, key: &str) -> Result<()> {
         self.meta.remove(key)?;
         Ok(())
+    }
+
+    fn create_api_key(&self, key: &ApiKey) -> Result<bool> {
+        self.key_create(key)
+    }
+
+    fn api_key(&self, name: &str) -> Result<Option<ApiKey>> {
+        self.key_named(name)
+    }
+
+    fn api_key_by_hash(&self, blake3: &str) -> Result<Option<ApiKey>> {
+        self.key_by_hash(blake3)
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.keys_all()
+    }
+
+    fn revoke_api_key(&self, name: &str, revoked: &Revocation) -> Result<Option<ApiKey>> {
+        self.key_revoke(name, revoked)
+    }
+
+    fn note_api_key_use(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.key_used(name, at)
     }
 
     fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()> {

@@ -557,11 +557,14 @@ impl Jobs {
         if job.state.is_final() {
             return Ok(Some(job));
         }
-        let by = who
+        let mut by = who
             .linux_username
             .clone()
             .or_else(|| who.github_username.clone())
             .unwrap_or_else(|| "a client".into());
+        if let Some(k) = &who.key {
+            by = format!("{by} (key {k})");
+        }
         if job.state == JobState::Queued {
             let mut c = job.clone();
             c.state = JobState::Cancelled;

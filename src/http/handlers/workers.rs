@@ -204,7 +204,7 @@ there is none.",
         (status = 200, description = "A build to run", body = api::Claimed),
         (status = 204, description = "Nothing to do"),
         (status = 401, description = "No or invalid API key", body = api::ErrorBody),
-        (status = 403, description = "Not an admin key, nor one named in build.worker_keys", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key, nor one named in build.worker_keys; or a key with a component scope", body = api::ErrorBody),
     ),
 )]
 pub async fn claim(
@@ -223,6 +223,9 @@ pub async fn claim(
             ),
         ));
     }
+    p.unscoped(
+        "a polling worker builds whatever it is handed, so it needs a key without a component scope",
+    )?;
     let c = c.into_inner();
     crate::model::validate_name("worker", &c.worker)?;
     let b = state.builder.clone();
@@ -252,7 +255,7 @@ deleting the Kubernetes Job). Nothing is stored. A job that has ended is answere
         (status = 200, description = "Ended (cancelled now, or before)", body = api::JobAnswer),
         (status = 202, description = "Cancelling: the replica running it stops it", body = api::JobAnswer),
         (status = 401, description = "No or invalid API key", body = api::ErrorBody),
-        (status = 403, description = "The key's role is too small (write)", body = api::ErrorBody),
+        (status = 403, description = "The key's role is too small (write), or its scope does not name the job's components", body = api::ErrorBody),
         (status = 404, description = "No such job", body = api::ErrorBody),
     ),
 )]
@@ -261,7 +264,16 @@ pub async fn cancel(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &req, Role::Write)?;
+    let p = authorize(&state, &req, Role::Write)?;
+    if !p.scope.is_all() {
+        // a key with a scope cancels only jobs that write components in it
+        let (jobs, i) = (state.builder.jobs().clone(), id.clone());
+        if let Some(job) = blocking(move || jobs.get(&i)).await? {
+            for c in job.target.components() {
+                p.may_write(c)?;
+            }
+        }
+    }
     let who = identity(&req);
     let jobs = state.builder.jobs().clone();
     let i = id.clone();

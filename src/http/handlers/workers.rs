@@ -218,7 +218,7 @@ pub async fn claim(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "key {:?} may not claim builds: name it in build.worker_keys (or use an admin key)",
+                "key '{}' may not claim builds: name it in build.worker_keys (or use an admin key)",
                 p.name
             ),
         ));

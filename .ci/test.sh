@@ -7,9 +7,34 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 PKGS=(git curl bubblewrap podman buildah docker-registry busybox-static uidmap make gcc python3 pkg-config libssl-dev procps chromium chromium-driver postgresql)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+updated=""
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
+  updated=1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Slurm and munge for the Slurm tests, which start a cluster of their own
+# (tests/common/slurm.rs: own munged, config, free loopback ports). The
+# system's daemons are not wanted: a policy-rc.d keeps the packages from
+# starting them (a system munged already running is harmless).
+SLURM_PKGS=(slurmctld slurmd slurm-client slurmrestd slurm-wlm-jwt-plugin munge)
+missing=()
+for p in "${SLURM_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# no services started while installing (.ci/test.sh)\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    made_policy=1
+  fi
+  [ -n "$updated" ] || $SUDO apt-get update -qq
+  set +e
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  installed=$?
+  set -e
+  [ -z "$made_policy" ] || $SUDO rm -f "$policy"
+  [ "$installed" -eq 0 ] || { echo "installing ${missing[*]} failed"; exit 1; }
 fi
 pip_install(){ python3 -m pip install -q "$@" || python3 -m pip install -q --break-system-packages "$@"; }
 python3 -c 'import requests' 2>/dev/null || pip_install requests

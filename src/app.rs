@@ -80,7 +80,7 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
         };
         extra.push(("bootstrap-admin".to_owned(), Role::Admin, hash));
     }
-    let keys = KeyRing::new(&cfg.auth, extra);
+    let keys = KeyRing::new(&cfg.auth, extra).with_index(index.clone());
     // the data directory as the kernel spells it and as configured (absolute)
     let redact: Vec<String> = [data.canonicalize().ok(), std::path::absolute(&data).ok()]
         .into_iter()
@@ -186,12 +186,17 @@ pub fn open_local_store(data_dir: &std::path::Path) -> Result<Storage, StartErro
     Ok((Arc::new(blobs), Arc::new(index)))
 }
 
+/// This machine's host name (`host` when it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
+}
+
 /// This process's name among replicas: host, process id and a random part
 /// (a restarted process is a new replica).
 fn replica_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".into());
+    let host = host_name();
     format!(
         "{host}-{}-{:04x}",
         std::process::id(),
@@ -210,6 +215,14 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let local = listener.local_addr()?;
     tracing::info!(%local, data = %state.cfg.data_dir.display(), "artifact-store listening");
     println!("listening on http://{local}");
+    // workers (Slurm, Kubernetes) reach the service here unless
+    // `build.worker_url` or `public_url` says otherwise
+    let reach = if local.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    };
+    state.builder.set_listen_url(format!("http://{reach}"));
     spawn_gc(&state);
     http::start(state, listener)?.await?;
     Ok(())

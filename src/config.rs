@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Role;
 
+mod executors;
+pub use executors::{Executor, KubernetesConfig, SlurmConfig};
+
 /// The file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
 
@@ -203,6 +206,11 @@ pub struct IndexConfig {
     /// How long a replica holds a job it runs without renewing its lease;
     /// a job whose replica died is taken up again after this.
     pub job_lease_secs: u64,
+    /// How long a replica may answer from a record it read (`postgres`
+    /// only; 0: every lookup asks the database). A record replaced or
+    /// removed on another replica is seen at most this late; this
+    /// replica's own writes, at once.
+    pub record_cache_ms: u64,
 }
 
 impl Default for IndexConfig {
@@ -212,6 +220,7 @@ impl Default for IndexConfig {
             url: None,
             max_connections: 16,
             job_lease_secs: 30,
+            record_cache_ms: 1000,
         }
     }
 }
@@ -344,6 +353,26 @@ pub struct BuildConfig {
     /// outside /usr, e.g. `/opt/rh`). The data directory, the service's home
     /// and its config directory stay hidden even inside these.
     pub sandbox_binds: Vec<PathBuf>,
+    /// Where builds run: `local` (the service's pool), `slurm`,
+    /// `kubernetes`, or `worker` (polling workers); per arch with
+    /// `build.arch.<arch>.executor`.
+    pub executor: Executor,
+    /// The service's URL as workers reach it; unset: `public_url`, else the
+    /// address it listens on.
+    pub worker_url: Option<String>,
+    /// The `artifact-store` binary a worker runs (on the cluster's nodes);
+    /// unset: this binary's own path.
+    pub worker_command: Option<String>,
+    /// A dispatched build whose worker sent nothing for this long is
+    /// given up (the cluster's own state is checked too).
+    pub worker_silence_secs: u64,
+    /// The API keys (by name) that may claim builds as polling workers
+    /// (`artifact-store worker --poll`), besides admin keys. A claimed
+    /// build is stored as the service's own: give this to worker machines
+    /// only, never to a pipeline's key.
+    pub worker_keys: Vec<String>,
+    pub slurm: SlurmConfig,
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for BuildConfig {
@@ -366,6 +395,13 @@ impl Default for BuildConfig {
             sandbox_binds: Vec::new(),
             git: GitConfig::default(),
             reuse_across_tags: false,
+            executor: Executor::Local,
+            worker_url: None,
+            worker_command: None,
+            worker_silence_secs: 600,
+            worker_keys: Vec::new(),
+            slurm: SlurmConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -507,6 +543,8 @@ pub struct ArchConfig {
     pub sandbox: Option<String>,
     /// The builder image (podman sandbox), e.g. `ghcr.io/ad-build-test/rocky9-env`.
     pub image: Option<String>,
+    /// Overrides `build.executor` for this architecture.
+    pub executor: Option<Executor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -522,22 +560,37 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults, then the file (the explicit one must exist), then env.
     pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(explicit, true)
+    }
+
+    /// As [`Config::load`], but without an explicit file only the defaults
+    /// and the environment: never `config/default.toml` of whatever
+    /// directory it runs in (a worker on a shared node, started in a
+    /// directory others may write to).
+    pub fn load_explicit(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(explicit, false)
+    }
+
+    fn load_with(explicit: Option<&Path>, default_file: bool) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match explicit {
             Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_owned())),
             Some(p) => fig = fig.merge(Toml::file(p)),
-            None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+            None if default_file => fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+            None => {}
         }
-        // These belong to the CLI (client URL/token, config path, log filter).
+        // These belong to the CLI (client URL/token, a worker's job token,
+        // config path, log filter).
         fig = fig.merge(
             Env::prefixed("ARTIFACT_STORE_")
-                .ignore(&["url", "token", "config", "log", "log_format"])
+                .ignore(&["url", "token", "job_token", "config", "log", "log_format"])
                 .split("__"),
         );
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
         cfg.config_file = match explicit {
             Some(p) => Some(p.to_owned()),
-            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+            None if default_file => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+            None => None,
         };
         cfg.check()?;
         Ok(cfg)
@@ -591,6 +644,11 @@ impl Config {
     }
 
     /// CPUs one build may use.
+    /// Where builds for `arch` run.
+    pub fn executor(&self, arch: &str) -> Executor {
+        self.arch(arch).executor.unwrap_or(self.build.executor)
+    }
+
     pub fn build_jobs(&self) -> usize {
         match self.build.jobs {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

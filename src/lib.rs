@@ -36,3 +36,4 @@ pub mod migrate;
 pub mod model;
 pub mod process;
 pub mod store;
+pub mod worker;

@@ -1,5 +1,6 @@
 //! The `artifact-store` binary: `serve` runs the service; `key` manages API
-//! keys; `migrate` and `reindex` work on a store's storage directly; `get`,
+//! keys (`new`/`hash` offline for the config file, `create`/`list`/`revoke`
+//! on a running service); `migrate` and `reindex` work on a store's storage directly; `get`,
 //! `put`, `check`, `build`, `image`, `jobs`, `gc`, `verify` are the client,
 //! talking to a running service.
 
@@ -9,11 +10,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use artifact_store::auth;
 use artifact_store::client::{self, Remote};
 use artifact_store::config::{Config, IndexKind, StorageKind};
 use artifact_store::model::JobState;
-use artifact_store::model::Role;
+
+/// The `key` subcommands (offline for the config file, and on a service).
+#[path = "main/key.rs"]
+mod key;
+
+use key::KeyCmd;
 
 #[derive(Parser)]
 #[command(
@@ -130,6 +135,42 @@ enum Cmd {
     /// Rebuild the configured index from the record copies kept beside the
     /// blobs in object storage (after losing the database).
     Reindex,
+    /// Run a build the service handed over (what Slurm and Kubernetes
+    /// start), or with `--poll` claim and run builds until stopped.
+    Worker {
+        /// The service's base URL, as this machine reaches it.
+        #[arg(long, env = "ARTIFACT_STORE_URL")]
+        server: String,
+        /// The job to run (with its job token).
+        #[arg(long, required_unless_present = "poll", conflicts_with = "poll")]
+        job: Option<String>,
+        /// The job token minted for `--job` (best passed in the environment).
+        #[arg(long, env = "ARTIFACT_STORE_JOB_TOKEN", hide_env_values = true)]
+        job_token: Option<String>,
+        /// Claim builds waiting for a worker (executor `worker`), one at a time.
+        #[arg(long)]
+        poll: bool,
+        /// `--poll`: an API key named in the service's `build.worker_keys`
+        /// (or an admin key).
+        #[arg(long, env = "ARTIFACT_STORE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// `--poll`: this worker's name in the job log (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// `--poll`: the arches this machine builds (repeat; default: any).
+        #[arg(long)]
+        arch: Vec<String>,
+        /// `--poll`: run at most one build, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Where builds are unpacked (default: $TMPDIR or /tmp).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Run builds whose arch uses the `process` sandbox (no isolation:
+        /// the build could read the job token). Off: such builds fail.
+        #[arg(long)]
+        allow_process_sandbox: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -224,19 +265,6 @@ enum ImageCmd {
     },
 }
 
-#[derive(Subcommand)]
-enum KeyCmd {
-    /// Generate a key and print it with the config entry holding its hash.
-    New {
-        #[arg(long, default_value = "ci")]
-        name: String,
-        #[arg(long, default_value = "write")]
-        role: Role,
-    },
-    /// Print the blake3 hash of a key, as the config stores it.
-    Hash { key: String },
-}
-
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ARTIFACT_STORE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -259,11 +287,25 @@ fn offline(
     config: Option<&std::path::Path>,
     f: impl FnOnce(&Config) -> Result<ExitCode, Failure>,
 ) -> ExitCode {
+    with_config(Config::load(config), f)
+}
+
+/// As [`offline`] for the worker: the config file only when one is named
+/// (`--config`, `ARTIFACT_STORE_CONFIG`), never `config/default.toml` of
+/// the directory the cluster started it in.
+fn worker_config(
+    config: Option<&std::path::Path>,
+    f: impl FnOnce(&Config) -> Result<ExitCode, Failure>,
+) -> ExitCode {
+    with_config(Config::load_explicit(config), f)
+}
+
+fn with_config(
+    cfg: Result<Config, artifact_store::config::ConfigError>,
+    f: impl FnOnce(&Config) -> Result<ExitCode, Failure>,
+) -> ExitCode {
     init_tracing();
-    let res = Config::load(config)
-        .map_err(Failure::from)
-        .and_then(|cfg| f(&cfg));
-    match res {
+    match cfg.map_err(Failure::from).and_then(|cfg| f(&cfg)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("artifact-store: {e}");
@@ -306,15 +348,6 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Key(KeyCmd::New { name, role }) => {
-            let key = auth::generate_key();
-            println!("key: {key}\n\n# add to the config file:\n[[auth.keys]]\nname = \"{name}\"\nrole = \"{role}\"\nblake3 = \"{}\"", auth::hash_key(&key));
-            ExitCode::SUCCESS
-        }
-        Cmd::Key(KeyCmd::Hash { key }) => {
-            println!("{}", auth::hash_key(&key));
-            ExitCode::SUCCESS
-        }
         Cmd::Migrate { from } => offline(cli.config.as_deref(), |cfg| {
             let (src_blobs, src_index) = artifact_store::app::open_local_store(&from)?;
             let same = cfg.storage.kind == StorageKind::Local
@@ -351,6 +384,36 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             })
+        }),
+        Cmd::Worker {
+            server,
+            job,
+            job_token,
+            poll,
+            token,
+            name,
+            arch,
+            once,
+            work_dir,
+            allow_process_sandbox,
+        } => worker_config(cli.config.as_deref(), |cfg| {
+            use artifact_store::worker;
+            let svc = worker::Service::new(&server)?;
+            let opts = worker::Options {
+                work_root: work_dir.unwrap_or_else(worker::default_work_root),
+                allow_process_sandbox,
+            };
+            if poll {
+                let key = token.ok_or("--poll needs a key: --token or ARTIFACT_STORE_TOKEN")?;
+                let name = name.unwrap_or_else(artifact_store::app::host_name);
+                worker::poll(&svc, &key, &name, &arch, cfg, &opts, once)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let job = job.ok_or("--job or --poll")?;
+            let token =
+                job_token.ok_or("the job token: ARTIFACT_STORE_JOB_TOKEN (or --job-token)")?;
+            worker::run_one(&svc, &job, &token, cfg, &opts)?;
+            Ok(ExitCode::SUCCESS)
         }),
         other => match run_client(other) {
             Ok(code) => code,
@@ -586,7 +649,8 @@ fn run_client(cmd: Cmd) -> client::Result<ExitCode> {
                 v.report.corrupt.is_empty() && v.report.missing.is_empty(),
             ))
         }
-        Cmd::Serve { .. } | Cmd::Key(_) | Cmd::Migrate { .. } | Cmd::Reindex => {
+        Cmd::Key(k) => key::run(k),
+        Cmd::Serve { .. } | Cmd::Migrate { .. } | Cmd::Reindex | Cmd::Worker { .. } => {
             Ok(ExitCode::SUCCESS)
         }
     }

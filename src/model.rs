@@ -87,6 +87,10 @@ pub struct Identity {
     pub linux_username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub github_username: Option<String>,
+    /// The name of the API key the write was authorised by (none: a client
+    /// of a trusted network, or anonymous).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// What a build's `tag` named in the repository.
@@ -100,7 +104,7 @@ pub enum RefKind {
 }
 
 /// Where a built component came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Source {
     /// The git repository.
     pub url: String,
@@ -321,6 +325,37 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// An API key created through the API (`POST /v1/keys`), as the index
+/// keeps it: the blake3 of its secret, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub name: String,
+    pub role: Role,
+    /// blake3 (hex) of the secret.
+    pub blake3: String,
+    /// Patterns of the component names it may write (`*` matches any run
+    /// of characters); empty: every component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    pub created: DateTime<Utc>,
+    /// The admin key that created it, and the identity headers sent.
+    pub created_by: Identity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was last used (noted at most once a minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+/// When and by whom a key was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Revocation {
+    pub at: DateTime<Utc>,
+    pub by: Identity,
+}
+
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -395,6 +430,20 @@ pub enum JobTarget {
         arch: String,
         components: Vec<ClosureStep>,
     },
+}
+
+impl JobTarget {
+    /// The components the job writes (an image's component too).
+    pub fn components(&self) -> Vec<&str> {
+        match self {
+            JobTarget::Component { component, .. } | JobTarget::Image { component, .. } => {
+                vec![component.as_str()]
+            }
+            JobTarget::Closure { components, .. } => {
+                components.iter().map(|c| c.component.as_str()).collect()
+            }
+        }
+    }
 }
 
 /// What a successful job produced.

@@ -200,6 +200,51 @@ pub async fn output(program: &str, args: &[&str], cwd: &Path) -> Option<String> 
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// What a short command said.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// Exit code (`None`: killed by a signal or by the timeout).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Captured {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Runs a short command (a cluster's client: `sbatch`, `squeue`, ...) with
+/// exactly `env`, no stdin, and a timeout; its output captured.
+pub async fn capture(
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> std::io::Result<Captured> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{program} did not answer within {} s", timeout.as_secs()),
+            )
+        })?
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run {program}: {e}")))?;
+    Ok(Captured {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
 fn kill_group(pgid: i32) {
     // SAFETY: killpg only sends a signal; a stale group id fails with ESRCH.
     unsafe {

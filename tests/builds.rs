@@ -14,6 +14,31 @@ use common::*;
 use repos::Repos;
 use serde_json::{json, Value};
 
+/// A test run twice: with the service's own pool (`local`) and through the
+/// tests' real Slurm cluster (`slurm`): one suite, both executors.
+macro_rules! on_both_executors {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn local() {
+                crate::common::on_executor(crate::common::Executor::Local, super::$name)
+            }
+            #[test]
+            fn slurm() {
+                crate::common::on_executor(crate::common::Executor::Slurm, super::$name)
+            }
+        }
+    )*};
+}
+
+on_both_executors!(
+    chain_of_three_with_a_diamond_over_git_daemon,
+    failing_build_keeps_the_log_and_stores_nothing,
+    timeout_kills_the_whole_process_tree,
+    recipe_errors_are_clear,
+    zlib_style_detected_build_and_a_program_linked_against_it,
+);
+
 fn build_config(extra: &str) -> String {
     config_with_keys(&format!(
         "[build]\nallow_local_urls = true\nsandbox = \"bwrap\"\n{extra}"
@@ -74,7 +99,6 @@ fn info(s: &Server, c: &str) -> Value {
         .clone()
 }
 
-#[test]
 fn chain_of_three_with_a_diamond_over_git_daemon() {
     let names = ["base", "mid-a", "mid-b", "top"];
     let mut repos = Repos::new(&names);
@@ -210,7 +234,6 @@ fn original_api_post_component_from_file_url_as_a_job() {
     );
 }
 
-#[test]
 fn failing_build_keeps_the_log_and_stores_nothing() {
     let repos = Repos::new(&["failing"]);
     let s = Server::start_with(&build_config(""));
@@ -264,7 +287,6 @@ fn sleepers() -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-#[test]
 fn timeout_kills_the_whole_process_tree() {
     let _slow = slow_lock();
     let repos = Repos::new(&["slow"]);
@@ -317,7 +339,6 @@ fn cycle_and_unknown_url_fail_naming_the_chain() {
     assert_eq!(status, 400, "{v}");
 }
 
-#[test]
 fn recipe_errors_are_clear() {
     let repos = Repos::new(&["norecipe", "base", "detect-make"]);
     let s = Server::start_with(&build_config(""));
@@ -348,6 +369,43 @@ fn recipe_errors_are_clear() {
     assert_eq!(status, 200, "{v}");
     let t = download(&s, "detect-make");
     assert_eq!(file(&t, "R1.0/detected.txt"), "detected\n");
+}
+
+/// A `./configure && make` tree with no recipe (as zlib's), then a recipe
+/// build compiling a program against the library it depends on; the build
+/// gets the job's CPUs (`ADBS_JOBS`, `MAKEFLAGS`).
+fn zlib_style_detected_build_and_a_program_linked_against_it() {
+    let names = ["zlibish", "pigzish"];
+    let mut repos = Repos::new(&names);
+    repos.serve();
+    let s = Server::start_with(&build_config(&format!(
+        "jobs = 2\n{}",
+        repos.catalog(&names)
+    )));
+    let (status, v) = post_build(&s, json!({"component": "pigzish", "tag": "R1.0"}), true);
+    assert_eq!(status, 200, "{v}");
+    let z = download(&s, "zlibish");
+    assert!(
+        z.iter().any(|(p, _)| p == "R1.0/lib/libzlibish.a"),
+        "{:?}",
+        z.iter().map(|e| &e.0).collect::<Vec<_>>()
+    );
+    assert_eq!(file(&z, "R1.0/include/zlibish.h").lines().count(), 2);
+    assert_eq!(
+        file(&z, "R1.0/jobs.txt"),
+        "2\n",
+        "the build gets the job's CPUs"
+    );
+    let p = download(&s, "pigzish");
+    // adler32("Wikipedia") = 0x11e60398, computed by the linked library
+    assert_eq!(file(&p, "R1.0/out/adler.txt"), "11e60398\n");
+    assert!(p.iter().any(|(f, _)| f == "R1.0/bin/pigzish"));
+    let pi = info(&s, "pigzish");
+    assert_eq!(pi["dependencies"][0]["component"], "zlibish");
+    assert_eq!(
+        pi["dependencies"][0]["blake3"],
+        info(&s, "zlibish")["blake3"]
+    );
 }
 
 #[test]

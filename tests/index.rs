@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use artifact_store::index::sled::SledIndex;
 use artifact_store::index::{Enqueued, Entry, Index, PutOutcome};
 use artifact_store::model::{
-    ComponentKey, ImageKey, ImageRecord, Job, JobState, JobTarget, Record, Step,
+    ApiKey, ComponentKey, Identity, ImageKey, ImageRecord, Job, JobState, JobTarget, Record,
+    Revocation, Role, Step,
 };
 use chrono::Utc;
 
@@ -39,7 +40,7 @@ fn pg_config(url: &str) -> artifact_store::config::IndexConfig {
         kind: artifact_store::config::IndexKind::Postgres,
         url: Some(url.to_owned()),
         max_connections: 8,
-        job_lease_secs: 30,
+        ..Default::default()
     }
 }
 
@@ -103,6 +104,10 @@ conformance!(
     meta_written_once,
     job_logs_append_and_read_from_an_offset,
     search_sees_every_write,
+    api_keys_by_name_and_by_hash,
+    concurrent_creates_give_one_key,
+    revoking_keeps_the_first_revocation,
+    key_use_is_noted_at_most_once_a_minute,
 );
 
 fn rec(c: &str, t: &str, a: &str, h: &str) -> Record {
@@ -957,6 +962,129 @@ fn named_leases(ix: &dyn Index) {
     assert!(!ix.try_lease("short", "a", long).unwrap());
 }
 
+// --- API keys ---
+
+fn hash_of(secret: &str) -> String {
+    blake3::hash(secret.as_bytes()).to_hex().to_string()
+}
+
+fn api_key(name: &str, secret: &str) -> ApiKey {
+    ApiKey {
+        name: name.into(),
+        role: Role::Write,
+        blake3: hash_of(secret),
+        components: vec!["asyn*".into(), "motor".into()],
+        created: Utc::now(),
+        created_by: Identity {
+            linux_username: Some("jdoe".into()),
+            github_username: None,
+            key: Some("admin".into()),
+        },
+        expires_at: Some(Utc::now() + chrono::Duration::days(3)),
+        last_used: None,
+        revoked: None,
+    }
+}
+
+fn api_keys_by_name_and_by_hash(ix: &dyn Index) {
+    assert!(ix.api_keys().unwrap().is_empty());
+    let b = api_key("ci-b", "secret-b");
+    assert!(ix.create_api_key(&b).unwrap());
+    // a name, or a hash, is taken once
+    assert!(!ix.create_api_key(&b).unwrap());
+    assert!(!ix.create_api_key(&api_key("ci-b", "secret-c")).unwrap());
+    assert!(!ix.create_api_key(&api_key("ci-c", "secret-b")).unwrap());
+    assert_eq!(ix.api_key("ci-c").unwrap(), None);
+    assert_eq!(ix.api_key_by_hash(&hash_of("secret-c")).unwrap(), None);
+    let mut a = api_key("ci-a", "secret-a");
+    a.components.clear();
+    a.expires_at = None;
+    assert!(ix.create_api_key(&a).unwrap());
+
+    assert_eq!(ix.api_key("ci-b").unwrap().as_ref(), Some(&b));
+    assert_eq!(
+        ix.api_key_by_hash(&hash_of("secret-b")).unwrap().as_ref(),
+        Some(&b)
+    );
+    assert_eq!(
+        ix.api_key_by_hash(&hash_of("secret-a")).unwrap().as_ref(),
+        Some(&a)
+    );
+    assert_eq!(ix.api_key_by_hash(&hash_of("nothing")).unwrap(), None);
+    assert_eq!(ix.api_key_by_hash("").unwrap(), None);
+    assert_eq!(ix.api_key_by_hash("a\0b").unwrap(), None);
+    assert_eq!(ix.api_key("a\0b").unwrap(), None);
+    let names: Vec<String> = ix.api_keys().unwrap().into_iter().map(|k| k.name).collect();
+    assert_eq!(names, ["ci-a", "ci-b"]);
+}
+
+fn concurrent_creates_give_one_key(ix: &dyn Index) {
+    let n = 8;
+    let barrier = Barrier::new(n);
+    let made: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    ix.create_api_key(&api_key("racer", &format!("secret-{i}")))
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+    let k = ix.api_key("racer").unwrap().unwrap();
+    assert_eq!(ix.api_key_by_hash(&k.blake3).unwrap(), Some(k));
+    assert_eq!(ix.api_keys().unwrap().len(), 1);
+}
+
+fn revoking_keeps_the_first_revocation(ix: &dyn Index) {
+    assert!(ix.create_api_key(&api_key("leaked", "s1")).unwrap());
+    let first = Revocation {
+        at: Utc::now(),
+        by: Identity {
+            key: Some("admin".into()),
+            ..Default::default()
+        },
+    };
+    let k = ix.revoke_api_key("leaked", &first).unwrap().unwrap();
+    assert_eq!(k.revoked.as_ref(), Some(&first));
+    let later = Revocation {
+        at: Utc::now() + chrono::Duration::seconds(5),
+        by: Identity::default(),
+    };
+    let k = ix.revoke_api_key("leaked", &later).unwrap().unwrap();
+    assert_eq!(k.revoked.as_ref(), Some(&first));
+    // what a lookup by hash sees (every replica: no cache)
+    let seen = ix.api_key_by_hash(&hash_of("s1")).unwrap().unwrap();
+    assert_eq!(seen.revoked, Some(first));
+    assert_eq!(ix.revoke_api_key("nobody", &later).unwrap(), None);
+    assert_eq!(ix.revoke_api_key("a\0b", &later).unwrap(), None);
+}
+
+fn key_use_is_noted_at_most_once_a_minute(ix: &dyn Index) {
+    assert!(ix.create_api_key(&api_key("busy", "s")).unwrap());
+    let t0 = Utc::now();
+    let whole = |t: chrono::DateTime<Utc>| chrono::DateTime::from_timestamp(t.timestamp(), 0);
+    let last = || ix.api_key("busy").unwrap().unwrap().last_used;
+    ix.note_api_key_use("busy", t0).unwrap();
+    assert_eq!(last(), whole(t0));
+    ix.note_api_key_use("busy", t0 + chrono::Duration::seconds(30))
+        .unwrap();
+    assert_eq!(last(), whole(t0), "noted again within a minute");
+    let t1 = t0 + chrono::Duration::seconds(60);
+    ix.note_api_key_use("busy", t1).unwrap();
+    assert_eq!(last(), whole(t1));
+    // the rest of the key is untouched, and a lookup by hash sees the note
+    let k = ix.api_key_by_hash(&hash_of("s")).unwrap().unwrap();
+    assert_eq!(k.last_used, whole(t1));
+    assert_eq!(k.components, ["asyn*", "motor"]);
+    ix.note_api_key_use("nobody", t1).unwrap();
+    assert!(ix.api_key("nobody").unwrap().is_none());
+}
+
 // --- export and import, across implementations ---
 
 /// One of everything.
@@ -977,6 +1105,14 @@ fn populate(ix: &dyn Index) {
     done.state = JobState::Success;
     ix.put_job(&done, true).unwrap();
     ix.enqueue_job(&job("0002", Some("g"))).unwrap();
+    let k = api_key("ci", "the-secret");
+    ix.create_api_key(&k).unwrap();
+    ix.note_api_key_use("ci", Utc::now()).unwrap();
+    let rev = Revocation {
+        at: Utc::now(),
+        by: Identity::default(),
+    };
+    ix.revoke_api_key("ci", &rev).unwrap();
 }
 
 fn described(ix: &dyn Index) -> Vec<String> {
@@ -991,7 +1127,7 @@ fn described(ix: &dyn Index) -> Vec<String> {
 fn migrate(from: &dyn Index, to: &dyn Index) {
     populate(from);
     let entries: Vec<Entry> = from.export().collect::<Result<_, _>>().unwrap();
-    assert_eq!(entries.len(), 11, "{entries:#?}");
+    assert_eq!(entries.len(), 12, "{entries:#?}");
     to.import(&entries).unwrap();
     assert_eq!(described(to), described(from));
     let k = key("asyn", "R4-45", "rocky9");
@@ -1004,6 +1140,10 @@ fn migrate(from: &dyn Index, to: &dyn Index) {
         to.last_download(&k).unwrap(),
         from.last_download(&k).unwrap()
     );
+    // the key, revoked and noted as used, is found by its hash there
+    let key = to.api_key_by_hash(&hash_of("the-secret")).unwrap().unwrap();
+    assert_eq!(Some(&key), from.api_key("ci").unwrap().as_ref());
+    assert!(key.revoked.is_some() && key.last_used.is_some());
     // importing again changes nothing
     to.import(&entries).unwrap();
     assert_eq!(described(to), described(from));
@@ -1086,6 +1226,45 @@ mod pg {
             .expect("not PostgreSQL")
             .to_string();
         assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+    }
+
+    /// A replica answers from a record it read for at most
+    /// `record_cache_ms`; its own writes are seen at once.
+    #[test]
+    fn a_replica_remembers_a_record_briefly_and_forgets_its_own_writes() {
+        let url = common::pg::database();
+        let open = |ms: u64| {
+            PgIndex::open(&artifact_store::config::IndexConfig {
+                record_cache_ms: ms,
+                ..pg_config(&url)
+            })
+            .expect("open")
+        };
+        let (a, b) = (open(1500), open(1500));
+        let r = rec("cached", "R1", "rocky9", &"a".repeat(64));
+        let k = r.key();
+        assert!(a.put(&r, false).is_ok());
+        assert!(a.raw(&k).unwrap().is_some());
+        // removed on another replica: seen there at once, here within the TTL
+        let t = Instant::now();
+        assert!(b.remove(&k).unwrap().is_some());
+        assert!(b.raw(&k).unwrap().is_none());
+        if t.elapsed() < Duration::from_millis(1000) {
+            assert!(a.raw(&k).unwrap().is_some(), "answered from memory");
+        }
+        std::thread::sleep(Duration::from_millis(1600));
+        assert!(a.raw(&k).unwrap().is_none(), "forgotten after the TTL");
+        // a replica's own writes are seen at once
+        assert!(a.put(&r, false).is_ok());
+        assert!(a.raw(&k).unwrap().is_some());
+        assert!(a.remove(&k).unwrap().is_some());
+        assert!(a.raw(&k).unwrap().is_none());
+        // 0: every lookup asks the database
+        let (c, d) = (open(0), open(0));
+        assert!(c.put(&r, false).is_ok());
+        assert!(c.raw(&k).unwrap().is_some());
+        assert!(d.remove(&k).unwrap().is_some());
+        assert!(c.raw(&k).unwrap().is_none());
     }
 
     #[test]

@@ -526,6 +526,7 @@ fn load_records(dir: &Path, n: usize) {
         uploaded_by: Identity {
             linux_username: Some(format!("user{}", i % 13)),
             github_username: None,
+            ..Default::default()
         },
         ..Default::default()
     };

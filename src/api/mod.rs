@@ -5,16 +5,20 @@
 //!
 //! Layout: `components` (records with links, lists, the missing-check),
 //! `deps` (closures, the lock document, inputs keys),
-//! `jobs` (builds and their jobs), `images`, `service` (health, readiness,
-//! GC, verify), `original` (the original API's requests), and here the
+//! `jobs` (builds and their jobs), `images`, `keys` (API keys), `service`
+//! (health, readiness, GC, verify), `original` (the original API's
+//! requests), `workers` (what workers on a cluster and the service say to
+//! each other), and here the
 //! error body and the `status` words shared by several answers.
 
 pub mod components;
 pub mod deps;
 pub mod images;
 pub mod jobs;
+pub mod keys;
 pub mod original;
 pub mod service;
+pub mod workers;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,8 +27,10 @@ pub use components::*;
 pub use deps::*;
 pub use images::*;
 pub use jobs::*;
+pub use keys::*;
 pub use original::*;
 pub use service::*;
+pub use workers::*;
 
 /// `"error"`: the `status` of every error answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

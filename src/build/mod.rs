@@ -14,6 +14,9 @@
 
 pub mod artifacts;
 pub mod closure;
+pub mod dispatch;
+pub mod execute;
+pub mod executor;
 pub mod git;
 pub mod inputs;
 pub mod recipe;
@@ -61,6 +64,12 @@ pub struct Builder {
     recipes: Arc<closure::RecipeCache>,
     /// Fetching sources (URL policy, rewrites, clone cache, submodules).
     git: Arc<git::Git>,
+    /// Engines builds are handed to (`build.executor`).
+    slurm: Arc<executor::slurm::Slurm>,
+    kubernetes: Arc<executor::kubernetes::Kubernetes>,
+    /// The service's URL as workers reach it, when not configured: the
+    /// address it listens on (known once bound).
+    listen_url: Arc<std::sync::OnceLock<String>>,
 }
 
 fn flight_key(k: &ComponentKey) -> String {
@@ -102,12 +111,57 @@ impl Builder {
             g.max_waiting_fetches,
         ));
         Self {
+            slurm: Arc::new(executor::slurm::Slurm::new(cfg.build.slurm.clone())),
+            kubernetes: Arc::new(executor::kubernetes::Kubernetes::new(
+                cfg.build.kubernetes.clone(),
+            )),
+            listen_url: Default::default(),
             components,
             jobs,
             cfg,
             locks: Default::default(),
             recipes,
             git,
+        }
+    }
+
+    /// The address the service listens on (for workers, when
+    /// `build.worker_url` and `public_url` are unset).
+    pub fn set_listen_url(&self, url: String) {
+        let _ = self.listen_url.set(url);
+    }
+
+    /// The service's URL as workers reach it.
+    pub fn worker_url(&self) -> String {
+        self.cfg
+            .build
+            .worker_url
+            .clone()
+            .or_else(|| self.cfg.public_url.clone())
+            .or_else(|| self.listen_url.get().cloned())
+            .unwrap_or_else(|| format!("http://{}", self.cfg.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The worker binary on the nodes.
+    pub fn worker_command(&self) -> String {
+        self.cfg.build.worker_command.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "artifact-store".into())
+        })
+    }
+
+    fn engine(&self, e: crate::config::Executor) -> Option<&dyn executor::Engine> {
+        self.engine_named(e.name())
+    }
+
+    fn engine_named(&self, name: &str) -> Option<&dyn executor::Engine> {
+        match name {
+            "slurm" => Some(self.slurm.as_ref()),
+            "kubernetes" => Some(self.kubernetes.as_ref()),
+            _ => None,
         }
     }
 
@@ -212,6 +266,24 @@ impl Builder {
 
     /// The work of a queued job, from its record (any replica runs it).
     fn work_for(&self, job: &Job) -> Option<Work> {
+        let work = self.fresh_work(job)?;
+        let Some(d) = job.dispatch.clone() else {
+            return Some(work);
+        };
+        // taken up with a build handed to a cluster: follow that one first
+        // (one build, not two), then go on with the job
+        let this = self.clone();
+        Some(Box::new(move |ctx: JobCtx| {
+            Box::pin(async move {
+                // a stored result makes the work a cache hit; what was
+                // started and ended without one fails the job
+                this.reattach(&ctx, &d).await?;
+                work(ctx).await
+            })
+        }))
+    }
+
+    fn fresh_work(&self, job: &Job) -> Option<Work> {
         let this = self.clone();
         let who = job.requested_by.clone();
         match (job.kind.as_str(), &job.target) {
@@ -321,5 +393,27 @@ impl Builder {
 impl Runner for Builder {
     fn work(&self, job: &Job) -> Option<Work> {
         self.work_for(job)
+    }
+
+    fn cancel_dispatch(
+        &self,
+        job: &Job,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let (this, d, job_id) = (self.clone(), job.dispatch.clone(), job.id.clone());
+        Box::pin(async move {
+            let Some(d) = d else { return };
+            // no result lands from now on, and the worker's token is dead
+            if this.close(&d.id, &mut None).await.is_none() {
+                tracing::warn!(job = %d.id, "cancelled while its result was being stored");
+            }
+            this.jobs.set_dispatch(&job_id, None);
+            if let Some(engine) = this.engine_named(&d.executor) {
+                if !d.remote_id.is_empty() {
+                    if let Err(e) = engine.cancel(&d.remote_id).await {
+                        tracing::warn!("cannot cancel {} job {}: {e}", d.executor, d.remote_id);
+                    }
+                }
+            }
+        })
     }
 }

@@ -6,15 +6,16 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 
+use super::execute::{self, BuildHost, BuildSpec, GitPolicy, RecordMeta};
 use super::inputs::Inputs;
 use super::recipe::{BuildPlan, Recipe};
 use super::sandbox::{self, Sandbox};
-use super::{artifacts, dep_var, git, resolve, Builder, SubmitError, Submitted};
+use super::{git, resolve, Builder, SubmitError, Submitted};
 use crate::components::PutRequest;
+use crate::config::Executor;
 use crate::jobs::{JobCtx, WorkError};
 use crate::model::{
     ComponentKey, Identity, JobTarget, Record, RefKind, Reproducibility, Requirement,
@@ -22,8 +23,39 @@ use crate::model::{
 };
 use crate::process;
 
+/// Runs a build in the service's pool: dependencies from the store, lines
+/// into the job's log.
+struct LocalHost<'a> {
+    ctx: &'a JobCtx,
+    components: &'a crate::components::Components,
+}
+
+impl BuildHost for LocalHost<'_> {
+    fn sink(&self) -> Arc<dyn process::LineSink> {
+        Arc::new(self.ctx.log.clone())
+    }
+
+    fn step(&self, name: &str) {
+        self.ctx.step(name);
+    }
+
+    fn fetch_dependency<'a>(
+        &'a self,
+        d: &'a ResolvedDependency,
+        dest: &'a std::path::Path,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        let (comps, hex, dest) = (self.components.clone(), d.blake3.clone(), dest.to_owned());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || comps.unpack_blob(&hex, &dest))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// A checked-out tree with its recipe: what every build starts from.
-struct Checked {
+pub(super) struct Checked {
     work: crate::store::scratch::WorkDir,
     checkout: git::Checkout,
     recipe: Recipe,
@@ -93,74 +125,61 @@ impl Builder {
         }
     }
 
-    /// Unpacks the closure under `work/deps` and returns the build's
-    /// variables (`ADBS_*`).
-    async fn stage_dependencies(
+    /// The spec of a build decided on (`checked` at its commit).
+    fn spec(
         &self,
         ctx: &JobCtx,
         key: &ComponentKey,
-        work: &Path,
-        closure: &[ResolvedDependency],
-    ) -> Result<Vec<(String, String)>, WorkError> {
-        let fail = |m: String| ctx.fail(m);
-        let mut vars = vec![
-            ("ADBS_COMPONENT".to_owned(), key.component.clone()),
-            ("ADBS_TAG".to_owned(), key.tag.clone()),
-            ("ADBS_OS_ENVIRONMENT".to_owned(), key.arch.clone()),
-            ("ADBS_SOURCE".to_owned(), sandbox::SRC_IN.to_owned()),
-            ("ADBS_DEPS".to_owned(), sandbox::DEPS_IN.to_owned()),
-            // the CPUs a build may use, for make and its kin
-            ("ADBS_JOBS".to_owned(), self.cfg.build_jobs().to_string()),
-            (
-                "MAKEFLAGS".to_owned(),
-                format!("-j{}", self.cfg.build_jobs()),
-            ),
-        ];
-        for d in closure {
-            ctx.log
-                .line(&format!("using {} {} ({})", d.component, d.tag, d.blake3));
-            let dest = work.join("deps").join(&d.component);
-            let (comps, hex) = (self.components.clone(), d.blake3.clone());
-            tokio::task::spawn_blocking(move || comps.unpack_blob(&hex, &dest))
-                .await
-                .map_err(|e| fail(e.to_string()))?
-                .map_err(|e| fail(format!("unpacking {}: {e}", d.component)))?;
-            vars.push((
-                dep_var(&d.component),
-                format!("{}/{}/{}", sandbox::DEPS_IN, d.component, d.tag),
-            ));
+        checked: &Checked,
+        sb: &Sandbox,
+        dependencies: Vec<ResolvedDependency>,
+        record: RecordMeta,
+    ) -> BuildSpec {
+        let g = &self.cfg.build.git;
+        BuildSpec {
+            job: ctx.id.clone(),
+            dispatch: String::new(),
+            component: key.component.clone(),
+            tag: key.tag.clone(),
+            arch: key.arch.clone(),
+            fetch_url: checked.checkout.fetched_from.clone(),
+            commit: checked.checkout.commit.clone(),
+            command: checked.plan.command.clone(),
+            artifacts: checked.plan.artifacts.clone(),
+            sandbox: sb.name().to_owned(),
+            image: match sb {
+                Sandbox::Podman { image } => Some(image.clone()),
+                _ => None,
+            },
+            dependencies,
+            timeout_secs: self.cfg.build.timeout_secs,
+            cpus: self.cfg.build_jobs(),
+            mtime_clamp: Some(checked.checkout.time.max(0) as u64),
+            git: GitPolicy {
+                rewrites: g.rewrites.clone(),
+                submodule_depth: g.submodule_depth,
+                max_submodules: g.max_submodules,
+                allowed_hosts: g.allowed_hosts.clone(),
+                allow_local: self.cfg.build.allow_local_urls,
+            },
+            record,
         }
-        Ok(vars)
     }
 
-    /// Runs the build command and selects the artifacts; the tree to pack.
-    async fn run_in_sandbox(
+    /// Runs `spec` here, in the service's pool: the tree to pack.
+    async fn execute_here(
         &self,
         ctx: &JobCtx,
-        label: &str,
-        sb: &Sandbox,
+        spec: &BuildSpec,
         checked: &Checked,
-        vars: Vec<(String, String)>,
     ) -> Result<std::path::PathBuf, WorkError> {
-        let fail = |m: String| ctx.fail(m);
-        ctx.step(&format!("build {label}"));
-        ctx.log.line(&format!("sandbox: {}", sb.name()));
-        let out = sandbox::run(
-            sb,
-            &self.cfg,
-            sandbox::Job {
-                work: checked.work.path(),
-                command: &checked.plan.command,
-                vars,
-                timeout: Duration::from_secs(self.cfg.build.timeout_secs),
-            },
-            Arc::new(ctx.log.clone()),
-        )
-        .await
-        .map_err(fail)?;
-        ctx.step(&format!("pack {label}"));
-        artifacts::select(&out, checked.work.path(), checked.plan.artifacts.as_deref())
-            .map_err(fail)
+        let host = LocalHost {
+            ctx,
+            components: &self.components,
+        };
+        execute::execute(&host, &self.cfg, spec, checked.work.path())
+            .await
+            .map_err(|m| ctx.fail(m))
     }
 
     pub(super) async fn build(
@@ -288,12 +307,28 @@ impl Builder {
             return Ok(stored.record);
         }
 
-        let vars = self
-            .stage_dependencies(ctx, key, checked.work.path(), &closure)
-            .await?;
-        let staged = self
-            .run_in_sandbox(ctx, &label, &sb, &checked, vars)
-            .await?;
+        let meta = RecordMeta {
+            who: req.who.clone(),
+            source: req.source.clone().unwrap_or_default(),
+            requires: req.requires.clone(),
+            inputs: inputs.clone(),
+            overwrite: req.overwrite,
+        };
+        let spec = self.spec(ctx, key, &checked, &sb, closure, meta);
+        let executor = self.cfg.executor(&key.arch);
+        if executor != Executor::Local {
+            let label = label.clone();
+            drop(checked); // the worker fetches its own copy
+            let rec = self.dispatch(ctx, executor, spec, &label).await?;
+            ctx.log.line(&format!(
+                "stored {key}: blake3 {} ({} bytes), built by a {} worker",
+                rec.blake3,
+                rec.size,
+                executor.name()
+            ));
+            return Ok(rec);
+        }
+        let staged = self.execute_here(ctx, &spec, &checked).await?;
         let (comps, k) = (self.components.clone(), key.clone());
         let stored = tokio::task::spawn_blocking(move || comps.put_dir(&k, &staged, req))
             .await
@@ -360,14 +395,17 @@ impl Builder {
         ctx.step(&format!("dependencies {label}"));
         ctx.log
             .line("using exactly the dependency blobs the record was built with");
-        let vars = self
-            .stage_dependencies(ctx, &key, checked.work.path(), &rec.dependencies)
-            .await?;
         let sb =
             sandbox::choose(&self.cfg, &key.arch, checked.plan.image.as_deref()).map_err(fail)?;
-        let staged = self
-            .run_in_sandbox(ctx, &label, &sb, &checked, vars)
-            .await?;
+        let meta = RecordMeta {
+            who: rec.uploaded_by.clone(),
+            source: src.clone(),
+            requires: rec.requires.clone(),
+            inputs: rec.inputs.clone().unwrap_or_default(),
+            overwrite: false,
+        };
+        let spec = self.spec(ctx, &key, &checked, &sb, rec.dependencies.clone(), meta);
+        let staged = self.execute_here(ctx, &spec, &checked).await?;
         let (comps, tag) = (self.components.clone(), key.tag.clone());
         let clamp = Some(checked.checkout.time.max(0) as u64);
         let info = tokio::task::spawn_blocking(move || comps.pack_hash(&staged, &tag, clamp))

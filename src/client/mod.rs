@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod deps;
+mod keys;
+
+pub use keys::{key_create, key_list, key_revoke, key_table};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::blocking::{multipart, Client, RequestBuilder, Response};

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use crate::api::ErrorBody;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, KeyError};
 use crate::build::SubmitError;
 use crate::components::ComponentError;
 use crate::image::ImageError;
@@ -137,12 +137,34 @@ impl actix_web::Responder for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::MissingKey | AuthError::InvalidKey => {
+            AuthError::MissingKey
+            | AuthError::InvalidKey
+            | AuthError::Expired { .. }
+            | AuthError::Revoked { .. } => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
             }
-            AuthError::Forbidden { .. } => {
+            AuthError::Forbidden { .. }
+            | AuthError::OutOfScope { .. }
+            | AuthError::Scoped { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }
+            AuthError::Unavailable(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        let msg = e.to_string();
+        match e {
+            KeyError::Invalid(_) => ApiError::bad_request(msg),
+            KeyError::Name(n) => n.into(),
+            KeyError::Exists(_) | KeyError::InConfig(_) | KeyError::Generated(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", msg)
+            }
+            KeyError::NotFound(_) => ApiError::not_found(msg),
+            KeyError::NoIndex => ApiError::internal(msg),
+            KeyError::Index(e) => e.into(),
         }
     }
 }
@@ -321,4 +343,28 @@ pub fn path_config() -> actix_web::web::PathConfig {
         };
         ApiError::bad_request(super::wording::path(&said)).into()
     })
+}
+
+impl From<crate::jobs::TokenError> for ApiError {
+    fn from(e: crate::jobs::TokenError) -> Self {
+        use crate::jobs::TokenError as T;
+        match e {
+            T::Index(i) => i.into(),
+            other => ApiError::new(StatusCode::FORBIDDEN, "forbidden", other.to_string()),
+        }
+    }
+}
+
+impl From<crate::build::dispatch::WorkerError> for ApiError {
+    fn from(e: crate::build::dispatch::WorkerError) -> Self {
+        use crate::build::dispatch::WorkerError as W;
+        match e {
+            W::Token(t) => t.into(),
+            W::NoSpec | W::Storing => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            W::Store(c) => c.into(),
+            W::Jobs(j) => j.into(),
+        }
+    }
 }

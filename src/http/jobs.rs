@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
-use super::caller::{authorize, from_trusted_network, identity};
+use super::caller::{from_trusted_network, identity, may_write};
 use super::error::ApiError;
 use super::respond::view;
 use super::AppState;
@@ -16,6 +16,7 @@ use crate::api::{
     BuildAnswer, BuildFailed, ErrorStatus, ImageAnswer, ImageStatus, ImageView, JobAccepted,
     JobLinks, QueuedStatus, SuccessStatus,
 };
+use crate::auth::Principal;
 use crate::build::Submitted;
 use crate::config::OnMiss;
 use crate::model::{ComponentKey, Job, JobResult, JobState, Role};
@@ -96,7 +97,8 @@ pub async fn answer(
 }
 
 /// A component build: 200 `cached` when stored, else the job (waited for
-/// when `wait`).
+/// when `wait`). Refused (403) when the caller's key may not write the
+/// component (its scope).
 pub async fn start_build(
     state: &AppState,
     req: &HttpRequest,
@@ -104,6 +106,7 @@ pub async fn start_build(
     url: Option<String>,
     wait: bool,
 ) -> Result<HttpResponse, ApiError> {
+    may_write(req, &key.component)?;
     if let Some(rec) = state.components.lookup(&key)? {
         // a branch's record stands while the branch has not moved
         let (b, r) = (state.builder.clone(), rec.clone());
@@ -123,14 +126,28 @@ pub async fn start_build(
     answer(state, req, &s, wait.then_some(max)).await
 }
 
-/// Whether this caller may start builds by reading (`build.on_miss`):
-/// else the 404 that says how to ask for a build. `what` starts the message.
-pub fn may_build(state: &AppState, req: &HttpRequest, what: &str) -> Result<(), ApiError> {
-    let has_write_key = authorize(state, req, Role::Write).is_ok();
+/// Whether this caller may start builds of `components` by reading
+/// (`build.on_miss`): else the 404 that says how to ask for a build. `what`
+/// starts the message. A write key counts only for components in its scope,
+/// and a key whose scope does not name them is not made good by a trusted
+/// network; the caller is the one the read route authorised.
+pub fn may_build(
+    state: &AppState,
+    req: &HttpRequest,
+    what: &str,
+    components: &[&str],
+) -> Result<(), ApiError> {
+    let (has_write_key, in_scope) = match req.extensions().get::<Principal>() {
+        Some(p) => {
+            let in_scope = components.iter().all(|c| p.may_write(c).is_ok());
+            (p.role >= Some(Role::Write) && in_scope, in_scope)
+        }
+        None => (false, true),
+    };
     let allowed = match state.cfg.build.on_miss {
         OnMiss::Anyone => true,
         OnMiss::Keys => has_write_key,
-        OnMiss::Trusted => has_write_key || from_trusted_network(state, req),
+        OnMiss::Trusted => has_write_key || (in_scope && from_trusted_network(state, req)),
     };
     if allowed {
         return Ok(());
@@ -139,8 +156,10 @@ pub fn may_build(state: &AppState, req: &HttpRequest, what: &str) -> Result<(), 
         "{what}: builds on a miss are started only for {} (build.on_miss): send a key with the \
          write role, or ask for the build with POST /v1/builds",
         match state.cfg.build.on_miss {
-            OnMiss::Keys => "clients with a write key",
-            _ => "clients with a write key or from compat.trusted_networks",
+            OnMiss::Keys => "clients with a write key (whose scope names the component)",
+            _ =>
+                "clients with a write key (whose scope names the component) or from \
+                  compat.trusted_networks",
         }
     )))
 }
@@ -161,6 +180,7 @@ pub async fn build_on_miss(
             "component {} tag {} does not exist for architecture {}",
             key.component, key.tag, key.arch
         ),
+        &[&key.component],
     )?;
     let Some(url) = state.builder.url_for(&key.component) else {
         return Err(ApiError::not_found(format!(

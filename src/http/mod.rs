@@ -2,8 +2,9 @@
 //! the domain. Read top to bottom, it is a one-way stack:
 //!
 //! - `handlers/`: one file per resource (`components`, `original` — the
-//!   lab's original API in one place —, `builds`, `images`, `service`,
-//!   `docs`, `catalog`); a handler extracts, calls the domain, answers.
+//!   lab's original API in one place —, `builds`, `images`, `keys`,
+//!   `service`, `docs`, `catalog`); a handler extracts, calls the domain,
+//!   answers.
 //! - below them, shared by the handlers: `jobs` (answers about jobs, build
 //!   starts, build-on-miss), `respond` (links, rendered lookups, serving a
 //!   component or blob), `files` (streaming a blob file with Range/ETag),
@@ -38,11 +39,13 @@ use actix_web::{web, App, HttpRequest, HttpServer};
 
 use crate::auth::KeyRing;
 use crate::build::Builder;
-use crate::components::{ComponentError, Components};
+use crate::components::Components;
 use crate::config::Config;
 use crate::image::Images;
 use error::ApiError;
-use handlers::{builds, catalog, components as c, deps, docs, images, original, service};
+use handlers::{
+    builds, catalog, components as c, deps, docs, images, keys, original, service, workers,
+};
 use respond::RenderCache;
 
 /// What every handler shares.
@@ -79,10 +82,12 @@ impl AppState {
 }
 
 /// Runs blocking domain work off the async threads.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+pub(crate) async fn blocking<T, E, F>(f: F) -> Result<T, ApiError>
 where
-    F: FnOnce() -> Result<T, ComponentError> + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
     T: Send + 'static,
+    E: Send + 'static,
+    ApiError: From<E>,
 {
     Ok(tokio::task::spawn_blocking(f).await??)
 }
@@ -143,6 +148,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/admin/gc").route(web::post().to(service::gc)))
         .service(resource("/v1/admin/verify").route(web::post().to(service::verify)))
         .service(
+            resource("/v1/keys")
+                .route(web::get().to(keys::list_keys))
+                .route(web::post().to(keys::create_key)),
+        )
+        .service(resource("/v1/keys/{name}").route(web::delete().to(keys::revoke_key)))
+        .service(
             resource("/v1/images")
                 .route(web::get().to(images::list_images))
                 .route(web::post().to(images::post_image)),
@@ -151,8 +162,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/resolve").route(web::post().to(deps::resolve)))
         .service(resource("/v1/inputs/{key}").route(web::get().to(deps::inputs)))
         .service(resource("/v1/jobs").route(web::get().to(builds::list_jobs)))
-        .service(resource("/v1/jobs/{id}").route(web::get().to(builds::get_job)))
-        .service(resource("/v1/jobs/{id}/log").route(web::get().to(builds::get_log)))
+        .service(
+            resource("/v1/jobs/{id}")
+                .route(web::get().to(builds::get_job))
+                .route(web::delete().to(workers::cancel)),
+        )
+        .service(
+            resource("/v1/jobs/{id}/log")
+                .route(web::get().to(builds::get_log))
+                .route(web::post().to(workers::log)),
+        )
+        .service(resource("/v1/jobs/{id}/spec").route(web::get().to(workers::spec)))
+        .service(resource("/v1/jobs/{id}/result").route(web::put().to(workers::result)))
+        .service(resource("/v1/jobs/{id}/failed").route(web::post().to(workers::failed)))
+        .service(resource("/v1/workers/claim").route(web::post().to(workers::claim)))
         .service(resource("/v1/components").route(web::get().to(c::list)))
         .service(resource("/v1/components/missing").route(web::post().to(c::missing)))
         .service(resource("/v1/components/{component}").route(web::get().to(c::versions)));
@@ -238,6 +261,7 @@ pub fn start(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                             ms = secs * 1000.0,
                             linux_user = who.linux_username.as_deref().unwrap_or("-"),
                             github_user = who.github_username.as_deref().unwrap_or("-"),
+                            key = caller::key_name(res.request()).as_deref().unwrap_or("-"),
                         );
                     }
                     Ok(res)

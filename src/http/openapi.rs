@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
 
-use super::handlers::{builds, catalog, components, deps, docs, images, original, service};
+use super::handlers::{
+    builds, catalog, components, deps, docs, images, keys, original, service, workers,
+};
 use crate::{api, model};
 
 #[derive(OpenApi)]
@@ -28,7 +30,8 @@ Every answer is JSON except downloads. Errors are `{\"status\": \"error\", \"err
 also answer 500 (`code` `internal`) and 405 (`method_not_allowed`) for a method it does not \
 have.\n\n\
 API keys are sent as `Authorization: Bearer <key>`. Reads are anonymous unless \
-`auth.anonymous_read` is off; a wrong key is refused (401) even for reads.\n\n\
+`auth.anonymous_read` is off; a wrong, expired or revoked key is refused (401) even for reads. \
+A key with a scope (`components`) may write only the components it names (else 403).\n\n\
 Names (component, tag, architecture) are `[A-Za-z0-9._+-]`, without `..`; architectures \
 are case-insensitive.",
         license(name = "MIT"),
@@ -59,6 +62,12 @@ are case-insensitive.",
         builds::list_jobs,
         builds::get_job,
         builds::get_log,
+        workers::cancel,
+        workers::spec,
+        workers::log,
+        workers::failed,
+        workers::result,
+        workers::claim,
         components::list,
         components::missing,
         components::versions,
@@ -70,6 +79,9 @@ are case-insensitive.",
         deps::resolve,
         deps::inputs,
         components::blob,
+        keys::create_key,
+        keys::list_keys,
+        keys::revoke_key,
     ),
     components(schemas(
         api::ErrorBody,
@@ -93,6 +105,11 @@ are case-insensitive.",
         (name = "dependencies", description = "Dependency closures for build scripts: one call \
          for the whole closure, lock documents, inputs keys."),
         (name = "images", description = "Container images built from a Dockerfile."),
+        (name = "keys", description = "API keys as data (admin): one per pipeline, with a role, \
+         an expiry and a scope of components; revoked at once on every replica."),
+        (name = "workers", description = "What `artifact-store worker` calls: a build handed to \
+         Slurm, Kubernetes or a polling worker fetches its spec, posts its log and stores its \
+         result with the job token minted for it."),
         (name = "service", description = "Health, and this documentation."),
     )
 )]
@@ -111,7 +128,21 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An API key: `Authorization: Bearer <key>`. Roles: read < write < admin. \
-                         Create one with `artifact-store key new --name NAME --role ROLE`.",
+                         Create one with `POST /v1/keys` (`artifact-store key create NAME \
+                         --role ROLE`), or for the config file with `artifact-store key new`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "job_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A job token (`adbsjob_...`), minted when a build is handed to a worker: \
+                         it may read, post that job's log and store that job's result, while \
+                         the job runs.",
                     ))
                     .build(),
             ),

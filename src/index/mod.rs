@@ -1,6 +1,7 @@
 //! Metadata behind the [`Index`] trait: which blob a (component, tag,
 //! arch) names, derived blobs (the gzip form of a zstd blob), image
-//! records, download times, jobs, and small service state.
+//! records, download times, jobs, API keys created through the API (only
+//! the blake3 of each secret), and small service state.
 //!
 //! Implementations: embedded sled ([`sled::SledIndex`], the default) and
 //! PostgreSQL (`postgres::PgIndex`, shared by replicas).
@@ -15,7 +16,9 @@ pub mod sled;
 
 use std::time::Duration;
 
-use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
+use chrono::{DateTime, Utc};
+
+use crate::model::{ApiKey, ComponentKey, ImageKey, ImageRecord, Job, Record, Revocation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -126,7 +129,12 @@ pub enum Entry {
         value: Vec<u8>,
     },
     Job(Job),
+    ApiKey(ApiKey),
 }
+
+/// The shortest time between two notes of one key's use
+/// ([`Index::note_api_key_use`]).
+pub const KEY_USE_EVERY_SECS: i64 = 60;
 
 /// Chunks of a job's log from byte `from`, at most `max` bytes: the tail of
 /// `(offset, chunk)` pairs in offset order.
@@ -271,6 +279,22 @@ pub trait Index: Send + Sync + 'static {
     /// value that is there now (one winner across replicas).
     fn set_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
     fn delete_meta(&self, key: &str) -> Result<()>;
+
+    // --- API keys created through the API (only the blake3 of the secret) ---
+    /// Stores a new key; false (and nothing stored) when its name or its
+    /// hash is taken. Atomic across replicas.
+    fn create_api_key(&self, key: &ApiKey) -> Result<bool>;
+    fn api_key(&self, name: &str) -> Result<Option<ApiKey>>;
+    /// The key whose secret hashes to `blake3` (hex), revoked or not.
+    fn api_key_by_hash(&self, blake3: &str) -> Result<Option<ApiKey>>;
+    /// Every key, by name.
+    fn api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Marks the key `name` revoked unless it already is (the first
+    /// revocation stays); the key as stored now, `None` when there is none.
+    fn revoke_api_key(&self, name: &str, revoked: &Revocation) -> Result<Option<ApiKey>>;
+    /// Notes that `name` was used at `at` (whole seconds): written only when
+    /// the last note is [`KEY_USE_EVERY_SECS`] older or more.
+    fn note_api_key_use(&self, name: &str, at: DateTime<Utc>) -> Result<()>;
 
     // --- logs of jobs run elsewhere (workers) ---
     /// Appends to the log of job `id` (its worker's lines).

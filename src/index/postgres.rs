@@ -12,19 +12,22 @@
 //! Every SQL text is a constant; values only ever travel as bound
 //! parameters. Times of leases and jobs are the database's clock.
 
+mod api_keys;
+mod cache;
 mod connect;
 mod export;
 mod jobs;
 mod keys;
 mod records;
+mod runtime;
 mod search;
 mod state;
 
 use std::fmt::Display;
-use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::Row;
 
@@ -32,7 +35,7 @@ use super::{
     decode, encode, Counts, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result,
 };
 use crate::config::IndexConfig;
-use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, Record};
+use crate::model::{ApiKey, ComponentKey, ImageKey, ImageRecord, Job, Record, Revocation};
 use keys::{image_binds, key_binds, key_nul_free, no_nul, nul_free};
 
 /// How long a query waits for a free connection of the pool.
@@ -93,6 +96,8 @@ fn db_error(what: impl Display, e: sqlx::Error) -> IndexError {
 /// The metadata index in a PostgreSQL database.
 pub struct PgIndex {
     pool: PgPool,
+    /// Records read lately (`[index] record_cache_ms`).
+    cache: cache::RecordCache,
     /// Always set but while dropping.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -161,42 +166,11 @@ impl PgIndex {
             }
             Err(_) => return Err(IndexError::Db(format!("{what}: the task stopped"))),
         };
-        Ok(PgIndex { pool, rt: Some(rt) })
-    }
-
-    /// Runs `fut` on the index's runtime and waits for it.
-    fn run<T: Send + 'static>(
-        &self,
-        what: impl Display,
-        fut: impl Future<Output = Task<T>> + Send + 'static,
-    ) -> Result<T> {
-        self.run_within(what, OPERATION_TIMEOUT, fut)
-    }
-
-    fn run_within<T: Send + 'static>(
-        &self,
-        what: impl Display,
-        limit: Duration,
-        fut: impl Future<Output = Task<T>> + Send + 'static,
-    ) -> Result<T> {
-        let Some(rt) = &self.rt else {
-            return Err(IndexError::Db(format!("{what}: the index is closed")));
-        };
-        let (tx, rx) = mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let r = tokio::time::timeout(limit, fut).await;
-            let _ = tx.send(r);
-        });
-        match rx.recv() {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(Fail::Sql(e)))) => Err(db_error(what, e)),
-            Ok(Ok(Err(Fail::Index(e)))) => Err(e),
-            Ok(Err(_)) => Err(IndexError::Db(format!(
-                "the PostgreSQL database does not answer ({what}): nothing within {} seconds",
-                limit.as_secs()
-            ))),
-            Err(_) => Err(IndexError::Db(format!("{what}: the task stopped"))),
-        }
+        Ok(PgIndex {
+            pool,
+            cache: cache::RecordCache::new(Duration::from_millis(cfg.record_cache_ms)),
+            rt: Some(rt),
+        })
     }
 
     /// One bytea column of at most one row.
@@ -273,13 +247,20 @@ impl Index for PgIndex {
         if !key_nul_free(key) {
             return Ok(None);
         }
-        Ok(self
+        if let Some(r) = self.cache.get(key) {
+            return Ok(Some(r));
+        }
+        let rec = self
             .fetch_doc(
                 format_args!("reading the record of {key}"),
                 "SELECT doc FROM components WHERE component = $1 AND tag = $2 AND arch = $3",
                 key_binds(key),
             )?
-            .map(|v| RawRecord(bytes::Bytes::from(v))))
+            .map(|v| RawRecord(bytes::Bytes::from(v)));
+        if let Some(r) = &rec {
+            self.cache.put(key, r);
+        }
+        Ok(rec)
     }
 
     fn contains(&self, key: &ComponentKey) -> Result<bool> {
@@ -302,10 +283,12 @@ impl Index for PgIndex {
     }
 
     fn put(&self, rec: &Record, overwrite: bool) -> Result<PutOutcome> {
+        self.cache.forget(&rec.key());
         self.put_record(rec, overwrite)
     }
 
     fn remove(&self, key: &ComponentKey) -> Result<Option<Record>> {
+        self.cache.forget(key);
         if !key_nul_free(key) {
             return Ok(None);
         }
@@ -373,6 +356,7 @@ impl Index for PgIndex {
     }
 
     fn update_record(&self, rec: &Record) -> Result<bool> {
+        self.cache.forget(&rec.key());
         self.update_same_blob(rec)
     }
 
@@ -649,6 +633,30 @@ impl Index for PgIndex {
         self.meta_delete(key)
     }
 
+    fn create_api_key(&self, key: &ApiKey) -> Result<bool> {
+        self.key_create(key)
+    }
+
+    fn api_key(&self, name: &str) -> Result<Option<ApiKey>> {
+        self.key_named(name)
+    }
+
+    fn api_key_by_hash(&self, blake3: &str) -> Result<Option<ApiKey>> {
+        self.key_by_hash(blake3)
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.keys_all()
+    }
+
+    fn revoke_api_key(&self, name: &str, revoked: &Revocation) -> Result<Option<ApiKey>> {
+        self.key_revoke(name, revoked)
+    }
+
+    fn note_api_key_use(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.key_used(name, at)
+    }
+
     fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()> {
         self.log_append(id, chunk)
     }
@@ -670,6 +678,7 @@ impl Index for PgIndex {
     }
 
     fn import(&self, entries: &[Entry]) -> Result<()> {
+        self.cache.forget_all();
         self.import_entries(entries)
     }
 }

@@ -2,7 +2,8 @@
 //! JSON [`Record`]), `derived` (`<blake3>\0<kind>` -> blake3), `downloads`
 //! (key -> unix seconds), `images`, `jobs` (id -> JSON [`Job`]; ids sort by
 //! time), `flights` (flight key -> job id), `queue` (ids of queued jobs),
-//! `blob_uses` (blake3 -> unix seconds) and `meta`.
+//! `blob_uses` (blake3 -> unix seconds), `api_keys` (by name and by hash,
+//! see `api_keys.rs`) and `meta`.
 //!
 //! Reads are in-memory lookups; record writes are compare-and-swap per key
 //! and flushed (fsync) before returning. One process owns the database, so
@@ -15,13 +16,18 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod api_keys;
 mod export;
 mod search;
+
+use chrono::{DateTime, Utc};
 
 use super::{
     decode, encode, Counts, Enqueued, Entry, Index, IndexError, PutOutcome, RawRecord, Result,
 };
-use crate::model::{ComponentKey, ImageKey, ImageRecord, Job, JobState, Record};
+use crate::model::{
+    ApiKey, ComponentKey, ImageKey, ImageRecord, Job, JobState, Record, Revocation,
+};
 
 impl From<::sled::Error> for IndexError {
     fn from(e: ::sled::Error) -> Self {
@@ -45,6 +51,7 @@ pub struct SledIndex {
     queue: ::sled::Tree,
     job_logs: ::sled::Tree,
     blob_uses: ::sled::Tree,
+    api_keys: ::sled::Tree,
     meta: ::sled::Tree,
     /// Serialises job enqueues, claims and replacements.
     job_lock: Arc<Mutex<()>>,
@@ -119,6 +126,7 @@ impl SledIndex {
             queue: db.open_tree("queue")?,
             job_logs: db.open_tree("job_logs")?,
             blob_uses: db.open_tree("blob_uses")?,
+            api_keys: db.open_tree("api_keys")?,
             meta: db.open_tree("meta")?,
             job_lock: Arc::new(Mutex::new(())),
             leases: Arc::new(Mutex::new(HashMap::new())),
@@ -508,7 +516,9 @@ impl Index for SledIndex {
         } else {
             self.queue.remove(job.id.as_bytes())?;
         }
-        if job.state.is_final() {
+        // a final state, and where a build was handed, must survive a crash
+        // (a restart follows the hand-over instead of building again)
+        if job.state.is_final() || job.dispatch.is_some() {
             self.jobs.flush()?;
         }
         Ok(true)
@@ -581,6 +591,30 @@ impl Index for SledIndex {
         Ok(())
     }
 
+    fn create_api_key(&self, key: &ApiKey) -> Result<bool> {
+        self.key_create(key)
+    }
+
+    fn api_key(&self, name: &str) -> Result<Option<ApiKey>> {
+        self.key_named(name)
+    }
+
+    fn api_key_by_hash(&self, blake3: &str) -> Result<Option<ApiKey>> {
+        self.key_by_hash(blake3)
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.keys_all()
+    }
+
+    fn revoke_api_key(&self, name: &str, revoked: &Revocation) -> Result<Option<ApiKey>> {
+        self.key_revoke(name, revoked)
+    }
+
+    fn note_api_key_use(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.key_used(name, at)
+    }
+
     fn append_job_log(&self, id: &str, chunk: &[u8]) -> Result<()> {
         let _g = self.job_lock.lock().map_err(|_| poisoned())?;
         let mut prefix = id.as_bytes().to_vec();
@@ -625,51 +659,4 @@ impl Index for SledIndex {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-
-    fn rec(c: &str, t: &str, a: &str, h: &str) -> Record {
-        Record {
-            component: c.into(),
-            tag: t.into(),
-            arch: a.into(),
-            blake3: h.into(),
-            size: 1,
-            created: Utc::now(),
-            uploaded_by: Default::default(),
-            source: None,
-            dependencies: vec![],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn put_conflict_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let ix = SledIndex::open(dir.path()).unwrap();
-        assert_eq!(
-            ix.put(&rec("a", "1", "x", "h1"), false).unwrap(),
-            PutOutcome::Created
-        );
-        assert!(matches!(
-            ix.put(&rec("a", "1", "x", "h1"), false).unwrap(),
-            PutOutcome::Unchanged(_)
-        ));
-        assert!(matches!(
-            ix.put(&rec("a", "1", "x", "h2"), false).unwrap(),
-            PutOutcome::Conflict(_)
-        ));
-        assert!(matches!(
-            ix.put(&rec("a", "1", "x", "h2"), true).unwrap(),
-            PutOutcome::Replaced(_)
-        ));
-        ix.put(&rec("ab", "1", "x", "h3"), false).unwrap();
-        ix.put(&rec("b", "1", "x", "h4"), false).unwrap();
-        assert_eq!(ix.list("a", None, 10).unwrap().len(), 2);
-        let first = ix.list("", None, 1).unwrap();
-        let next = ix.list("", Some(&first[0].key()), 10).unwrap();
-        assert_eq!(next.len(), 2);
-        assert_eq!(ix.versions("a").unwrap().len(), 1);
-    }
-}
+mod tests;

@@ -19,6 +19,7 @@
 //! `interrupted`; with a shared index, the job's lease tells.
 
 mod log;
+pub mod token;
 mod worker;
 
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use tokio::sync::{watch, Notify};
 pub use log::{redact, JobLog};
 
 use crate::index::{Enqueued, Index, IndexError};
-use crate::model::{Identity, Job, JobResult, JobState, JobTarget, Step};
+use crate::model::{Dispatch, Identity, Job, JobResult, JobState, JobTarget, Step};
 use crate::store::BlobStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,23 @@ pub trait Runner: Send + Sync + 'static {
     /// The work for `job`, or `None` when this kind cannot run from its
     /// record alone.
     fn work(&self, job: &Job) -> Option<Work>;
+    /// Stops what `job` handed to a cluster (it was cancelled).
+    fn cancel_dispatch(&self, _job: &Job) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async {})
+    }
+}
+
+/// Why a job token is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the job token is not valid (or has expired)")]
+    Invalid,
+    #[error("the job token is for another job")]
+    OtherJob,
+    #[error("the job has ended: its token is no longer valid")]
+    Ended,
+    #[error(transparent)]
+    Index(#[from] IndexError),
 }
 
 /// How the job system is set up.
@@ -143,6 +161,8 @@ struct Shared {
     runner: OnceLock<Arc<dyn Runner>>,
     /// Wakes a worker when a job is queued here.
     wake: Notify,
+    /// The key of job tokens (shared by replicas through the index).
+    token_key: OnceLock<[u8; 32]>,
 }
 
 /// The job system; cheap to clone.
@@ -176,10 +196,17 @@ impl Jobs {
         std::fs::create_dir_all(&cfg.logs)?;
         if !index.shared() {
             for mut job in index.unfinished_jobs()? {
-                interrupt(
-                    &mut job,
-                    "the service stopped while this job ran; nothing was stored",
-                );
+                if job.dispatch.is_some() && job.pinned.is_none() {
+                    // its build runs on a cluster: taken up again, the job
+                    // finds it there (no second build)
+                    job.state = JobState::Queued;
+                    job.replica = None;
+                } else {
+                    interrupt(
+                        &mut job,
+                        "the service stopped while this job ran; nothing was stored",
+                    );
+                }
                 index.put_job(&job, true)?;
             }
         }
@@ -193,6 +220,7 @@ impl Jobs {
                 running: Mutex::new(HashMap::new()),
                 runner: OnceLock::new(),
                 wake: Notify::new(),
+                token_key: OnceLock::new(),
             }),
         };
         worker::start(&jobs);
@@ -224,7 +252,14 @@ impl Jobs {
                 return LogSource::Archived(v);
             }
         }
-        LogSource::None
+        match self
+            .shared
+            .index
+            .job_log(id, 0, self.shared.cfg.log_cap as usize)
+        {
+            Ok(v) if !v.is_empty() => LogSource::Archived(v),
+            _ => LogSource::None,
+        }
     }
 
     /// The last `max` bytes of a job's log, wherever it is.
@@ -270,6 +305,11 @@ impl Jobs {
     /// The newest jobs first.
     pub fn list(&self, limit: usize) -> Result<Vec<Job>, JobError> {
         Ok(self.shared.index.jobs(limit)?)
+    }
+
+    /// Jobs not in a final state.
+    pub fn unfinished(&self) -> Result<Vec<Job>, JobError> {
+        Ok(self.shared.index.unfinished_jobs()?)
     }
 
     /// Queues a job any replica may run (its [`Runner`] makes the work from
@@ -409,6 +449,161 @@ impl Jobs {
             }
         }
     }
+}
+
+impl Jobs {
+    fn token_key(&self) -> Result<[u8; 32], JobError> {
+        if let Some(k) = self.shared.token_key.get() {
+            return Ok(*k);
+        }
+        let stored = self
+            .shared
+            .index
+            .set_meta_if_absent(token::KEY_META, &token::new_key())?;
+        let key: [u8; 32] = stored.as_slice().try_into().map_err(|_| {
+            JobError::Index(IndexError::Db(
+                "the job token key in the index is damaged".into(),
+            ))
+        })?;
+        Ok(*self.shared.token_key.get_or_init(|| key))
+    }
+
+    /// A token for the worker of hand-over `dispatch` of job `job`, valid
+    /// for `ttl` at most (and only while the job runs).
+    pub fn mint_token(&self, job: &str, dispatch: &str, ttl: Duration) -> Result<String, JobError> {
+        let claims = token::Claims {
+            job: job.to_owned(),
+            dispatch: dispatch.to_owned(),
+            exp: Utc::now().timestamp() + ttl.as_secs() as i64,
+        };
+        Ok(token::mint(&self.token_key()?, &claims))
+    }
+
+    /// Checks a job token for job `id`: genuine, unexpired, of this job,
+    /// whose current hand-over it names, and the job not final.
+    pub fn check_token(&self, token: &str, id: &str) -> Result<(token::Claims, Job), TokenError> {
+        let key = self.token_key().map_err(|e| match e {
+            JobError::Index(i) => TokenError::Index(i),
+            _ => TokenError::Invalid,
+        })?;
+        let claims = token::verify(&key, token).ok_or(TokenError::Invalid)?;
+        if claims.job != id {
+            return Err(TokenError::OtherJob);
+        }
+        let job = self.shared.index.job(id)?.ok_or(TokenError::Invalid)?;
+        if job.state.is_final() {
+            return Err(TokenError::Ended);
+        }
+        if job.dispatch.as_ref().map(|d| d.id.as_str()) != Some(claims.dispatch.as_str()) {
+            return Err(TokenError::Ended);
+        }
+        Ok((claims, job))
+    }
+
+    /// Whether a job token (any job) is genuine and unexpired: such a
+    /// worker may read what anyone with the read role may.
+    pub fn token_reads(&self, token: &str) -> bool {
+        let Ok(key) = self.token_key() else {
+            return false;
+        };
+        let Some(claims) = token::verify(&key, token) else {
+            return false;
+        };
+        matches!(
+            self.shared.index.job(&claims.job),
+            Ok(Some(j)) if !j.state.is_final()
+                && j.dispatch.as_ref().is_some_and(|d| d.id == claims.dispatch)
+        )
+    }
+
+    /// Records (or clears) where a running job's build was handed.
+    pub fn set_dispatch(&self, id: &str, d: Option<Dispatch>) {
+        self.update(id, |j| j.dispatch = d);
+    }
+
+    /// Appends a worker's lines to the log of job `id` (a cluster job
+    /// posting them), at most the log cap in all.
+    pub fn append_worker_log(&self, id: &str, chunk: &[u8]) -> Result<bool, JobError> {
+        let have = self
+            .shared
+            .index
+            .job_log(id, self.shared.cfg.log_cap, 1)?
+            .len();
+        if have > 0 {
+            return Ok(false); // past the cap: dropped
+        }
+        let text = log::redact(&self.shared.redact, &String::from_utf8_lossy(chunk));
+        self.shared.index.append_job_log(id, text.as_bytes())?;
+        Ok(true)
+    }
+
+    /// A worker's lines from byte `from`.
+    pub fn worker_log(&self, id: &str, from: u64) -> Result<Vec<u8>, JobError> {
+        Ok(self.shared.index.job_log(id, from, 1 << 20)?)
+    }
+
+    /// The index (for the build's hand-over state: specs, results).
+    pub fn index(&self) -> &Arc<dyn Index> {
+        &self.shared.index
+    }
+
+    /// Cancels a job: a queued one at once; a running one by the replica
+    /// running it (within a second or two), which also stops what it
+    /// handed to a cluster. Returns the job as it is now.
+    pub fn cancel(&self, id: &str, who: &Identity) -> Result<Option<Job>, JobError> {
+        let Some(mut job) = self.get(id)? else {
+            return Ok(None);
+        };
+        if job.state.is_final() {
+            return Ok(Some(job));
+        }
+        let mut by = who
+            .linux_username
+            .clone()
+            .or_else(|| who.github_username.clone())
+            .unwrap_or_else(|| "a client".into());
+        if let Some(k) = &who.key {
+            by = format!("{by} (key {k})");
+        }
+        if job.state == JobState::Queued {
+            let mut c = job.clone();
+            c.state = JobState::Cancelled;
+            c.finished = Some(Utc::now());
+            c.error = Some(format!("cancelled by {by} before it started"));
+            if self.shared.index.replace_job(&c, None)? {
+                self.notify(id, JobState::Cancelled);
+                // queued again after a restart with its hand-over still
+                // running on a cluster: cancel that too
+                if job.dispatch.is_some() {
+                    if let (Some(r), Ok(rt)) = (
+                        self.shared.runner.get().cloned(),
+                        tokio::runtime::Handle::try_current(),
+                    ) {
+                        let j = job.clone();
+                        rt.spawn(async move { r.cancel_dispatch(&j).await });
+                    }
+                }
+                return Ok(Some(c));
+            }
+            job = self.get(id)?.unwrap_or(job);
+        }
+        self.shared.index.set_meta(&cancel_key(id), by.as_bytes())?;
+        Ok(Some(job))
+    }
+
+    /// Who asked to cancel a running job, if anyone did.
+    fn cancel_requested(&self, id: &str) -> Option<String> {
+        self.shared
+            .index
+            .meta(&cancel_key(id))
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+}
+
+fn cancel_key(id: &str) -> String {
+    format!("cancel/{id}")
 }
 
 /// The name of a job's archived log.

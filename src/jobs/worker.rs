@@ -158,16 +158,32 @@ impl Jobs {
             log: log.clone(),
             jobs: self.clone(),
         };
-        // Each job runs in its own task, so a panic fails that job only.
-        let res = match tokio::spawn(work(ctx)).await {
-            Ok(r) => r,
-            Err(e) => Err(WorkError {
-                step: "internal".into(),
-                message: format!("the job panicked: {e}"),
-            }),
+        // Each job runs in its own task, so a panic fails that job only; a
+        // cancel request aborts the task (its processes die with it).
+        let task = tokio::spawn(work(ctx));
+        let abort = task.abort_handle();
+        let mut cancelled = None;
+        let res = tokio::select! {
+            r = task => match r {
+                Ok(r) => r,
+                Err(e) => Err(WorkError {
+                    step: "internal".into(),
+                    message: format!("the job panicked: {e}"),
+                }),
+            },
+            by = self.cancel_wait(&id) => {
+                abort.abort();
+                if let (Some(runner), Ok(Some(now))) = (self.shared.runner.get(), self.get(&id)) {
+                    runner.cancel_dispatch(&now).await;
+                }
+                let msg = format!("cancelled by {by}");
+                cancelled = Some(msg.clone());
+                Err(WorkError { step: "cancel".into(), message: msg })
+            }
         };
         match &res {
             Ok(_) => log.line("==> success"),
+            Err(e) if cancelled.is_some() => log.line(&format!("==> {}", e.message)),
             Err(e) => log.line(&format!("==> failed: {e}")),
         }
         log.close();
@@ -175,7 +191,32 @@ impl Jobs {
             r.remove(&id);
         }
         self.archive_log(&id);
-        self.finish(&id, res);
+        let _ = self.shared.index.delete_meta(&super::cancel_key(&id));
+        if let Some(msg) = cancelled {
+            self.finish_as(
+                &id,
+                JobState::Cancelled,
+                Err(WorkError {
+                    step: "cancel".into(),
+                    message: msg,
+                }),
+            );
+        } else {
+            self.finish(&id, res);
+        }
+    }
+
+    /// Resolves when someone asked to cancel `id` (polled every second).
+    async fn cancel_wait(&self, id: &str) -> String {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let j = self.clone();
+            let i = id.to_owned();
+            if let Ok(Some(by)) = tokio::task::spawn_blocking(move || j.cancel_requested(&i)).await
+            {
+                return by;
+            }
+        }
     }
 
     fn finish(&self, id: &str, res: Result<JobResult, WorkError>) {
@@ -184,6 +225,10 @@ impl Jobs {
         } else {
             JobState::Failed
         };
+        self.finish_as(id, state, res)
+    }
+
+    fn finish_as(&self, id: &str, state: JobState, res: Result<JobResult, WorkError>) {
         let redact = self.shared.redact.clone();
         let mut ended = None;
         self.update(id, |j| {
@@ -198,15 +243,16 @@ impl Jobs {
             }
             match res {
                 Ok(v) => j.result = Some(v),
+                Err(e) if state == JobState::Cancelled => j.error = Some(e.message),
                 Err(e) => j.error = Some(super::redact(&redact, &e.to_string())),
             }
             ended = Some(j.clone());
         });
         if let Some(j) = ended {
-            let result = if state == JobState::Success {
-                "success"
-            } else {
-                "failed"
+            let result = match state {
+                JobState::Success => "success",
+                JobState::Cancelled => "cancelled",
+                _ => "failed",
             };
             crate::metrics::job_finished(&j.kind, result, j.duration_secs().unwrap_or(0.0));
         }

@@ -7,6 +7,7 @@ pub mod http;
 pub mod pg;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod slurm;
 pub mod tars;
 
 #[allow(unused_imports)]
@@ -87,6 +88,54 @@ pub fn backend() -> Backend {
     BACKEND.with(|c| c.get())
 }
 
+/// Where the builds of the servers a test starts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    /// The service's own pool (the default).
+    Local,
+    /// `artifact-store worker` jobs on the tests' real one-node Slurm
+    /// cluster (tests/common/slurm.rs).
+    Slurm,
+}
+
+thread_local! {
+    static EXECUTOR: std::cell::Cell<Executor> = const { std::cell::Cell::new(Executor::Local) };
+}
+
+/// Runs a test body with the servers it starts building on `e` (one
+/// parameterised suite: the same test, another executor).
+pub fn on_executor(e: Executor, test: impl FnOnce()) {
+    EXECUTOR.with(|c| c.set(e));
+    test();
+    EXECUTOR.with(|c| c.set(Executor::Local));
+}
+
+pub fn executor() -> Executor {
+    EXECUTOR.with(|c| c.get())
+}
+
+/// The environment that sends a server's builds to the tests' Slurm
+/// cluster (`[build] executor = "slurm"`), the worker's own output kept
+/// in `dir`.
+pub fn slurm_env(dir: &Path) -> Vec<(String, String)> {
+    let c = slurm::cluster();
+    vec![
+        ("ARTIFACT_STORE_BUILD__EXECUTOR".into(), "slurm".into()),
+        (
+            "ARTIFACT_STORE_BUILD__SLURM__CONF".into(),
+            c.conf_path().display().to_string(),
+        ),
+        (
+            "ARTIFACT_STORE_BUILD__SLURM__PARTITION".into(),
+            c.partition().into(),
+        ),
+        (
+            "ARTIFACT_STORE_BUILD__SLURM__OUTPUT".into(),
+            dir.join("slurm-%j.out").display().to_string(),
+        ),
+    ]
+}
+
 /// The `[storage]`/`[index]` settings of a server directory on the
 /// S3 + PostgreSQL backend: made once per directory (a fresh bucket and
 /// database), kept in it so a restart finds the same data.
@@ -160,6 +209,26 @@ impl Server {
     /// As [`Server::start_in_env`], the binary run through `wrapper` (e.g.
     /// `setpriv --reuid 65534 ...` to run as another user).
     pub fn start_as(dir: &Path, config: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        Self::start_full(dir, config, env, wrapper, "127.0.0.1:0")
+    }
+
+    /// As [`Server::start_in_env`], listening on `listen` (a restart on the
+    /// port a worker knows).
+    pub fn start_on(dir: &Path, config: &str, env: &[(&str, &str)], listen: &str) -> Server {
+        Self::start_full(dir, config, env, &[], listen)
+    }
+
+    fn start_full(
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+        listen: &str,
+    ) -> Server {
+        let cluster_env = match executor() {
+            Executor::Slurm => slurm_env(dir),
+            Executor::Local => Vec::new(),
+        };
         #[cfg(feature = "s3")]
         let (config, bucket) = match backend() {
             Backend::S3Postgres if !config.contains("[storage]") => {
@@ -179,12 +248,13 @@ impl Server {
             None => Command::new(bin),
         };
         let mut child = cmd
+            .envs(cluster_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
             .arg("--config")
             .arg(dir.join("config.toml"))
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(dir.join("data"))
             .env("ARTIFACT_STORE_LOG", "warn")

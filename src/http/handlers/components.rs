@@ -12,7 +12,7 @@ use crate::api::{
 };
 use crate::components::PutRequest;
 use crate::http::body;
-use crate::http::caller::{authorize, identity};
+use crate::http::caller::{authorize, identity, may_write};
 use crate::http::error::ApiError;
 use crate::http::jobs::{self, build_on_miss};
 use crate::http::openapi::IdentityHeaders;
@@ -76,7 +76,7 @@ the answer waits up to `build.on_miss_wait_secs`, then is 202 with the job.",
         )),
         (status = 304, description = "Not modified: `If-None-Match` matches the ETag"),
         (status = 400, description = "Invalid name, `format` or `build`", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "Not stored (and not buildable with `build=missing`)", body = api::ErrorBody),
         (status = 416, description = "The range is outside the file", body = api::ErrorBody, headers(
             ("Content-Range" = String, description = "`bytes */size`"),
@@ -139,7 +139,7 @@ pub async fn download(
     responses(
         (status = 200, description = "Found (`status` is `found`)", body = api::ComponentAnswer),
         (status = 400, description = "Invalid name", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "Not stored", body = api::ErrorBody),
     ),
 )]
@@ -197,8 +197,8 @@ checked (400 on mismatch); with an empty body, the stored blob to deploy."),
         (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = api::ComponentAnswer),
         (status = 201, description = "Stored (`status` is `created`)", body = api::ComponentAnswer),
         (status = 400, description = "Invalid name or archive, checksum mismatch, an empty body without `X-Checksum-Blake3`, or a top directory named like another tag (without `wrap`)", body = api::ErrorBody),
-        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
-        (status = 403, description = "The key's role is too small (write; admin for `overwrite`)", body = api::ErrorBody),
+        (status = 401, description = "No API key, or an invalid, expired or revoked one", body = api::ErrorBody),
+        (status = 403, description = "The key's role is too small (write; admin for `overwrite`), or its scope does not name the component", body = api::ErrorBody),
         (status = 404, description = "Checksum deploy: no blob with that hash", body = api::ErrorBody),
         (status = 409, description = "The tag is stored with other content", body = api::ErrorBody),
         (status = 413, description = "Larger than `max_upload_bytes` (or unpacks to more than `max_unpacked_bytes`)", body = api::ErrorBody),
@@ -218,6 +218,7 @@ pub async fn put(
     };
     let who = authorize(&state, &req, needed)?;
     let key = key_of(&state, &path)?;
+    may_write(&req, &key.component)?;
     let expected = match req.headers().get("x-checksum-blake3") {
         None => None,
         Some(v) => Some(
@@ -273,8 +274,8 @@ when it ends).",
         (status = 200, description = "With `wait`: the rebuild ended; `component.reproducible` says whether it matched", body = api::BuildAnswer),
         (status = 202, description = "Queued, or joined", body = api::JobAccepted),
         (status = 400, description = "Not stored, or not built by the service", body = api::ErrorBody),
-        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
-        (status = 403, description = "Not an admin key", body = api::ErrorBody),
+        (status = 401, description = "No API key, or an invalid, expired or revoked one", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key, or its scope does not name the component", body = api::ErrorBody),
         (status = 422, description = "With `wait`: the rebuild failed", body = api::BuildFailed),
     ),
 )]
@@ -286,6 +287,7 @@ pub async fn rebuild(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Admin)?;
     let key = key_of(&state, &path)?;
+    may_write(&req, &key.component)?;
     let s = state.builder.submit_rebuild(&key, identity(&req))?;
     let max =
         std::time::Duration::from_secs(state.cfg.build.timeout_secs.saturating_mul(4).max(60));
@@ -305,8 +307,8 @@ pub async fn rebuild(
     responses(
         (status = 200, description = "Deleted: the record that was dropped", body = api::DeletedAnswer),
         (status = 400, description = "Invalid name", body = api::ErrorBody),
-        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
-        (status = 403, description = "Not an admin key", body = api::ErrorBody),
+        (status = 401, description = "No API key, or an invalid, expired or revoked one", body = api::ErrorBody),
+        (status = 403, description = "Not an admin key, or its scope does not name the component", body = api::ErrorBody),
         (status = 404, description = "Not stored", body = api::ErrorBody),
     ),
 )]
@@ -317,8 +319,19 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::Admin)?;
     let key = key_of(&state, &path)?;
+    may_write(&req, &key.component)?;
     let c = state.components.clone();
-    let rec = blocking(move || c.delete(&key)).await?;
+    let k = key.clone();
+    let rec = blocking(move || c.delete(&k)).await?;
+    let who = identity(&req);
+    tracing::info!(
+        key = %key,
+        blake3 = %rec.blake3,
+        by_key = who.key.as_deref().unwrap_or("-"),
+        linux_user = who.linux_username.as_deref().unwrap_or("-"),
+        github_user = who.github_username.as_deref().unwrap_or("-"),
+        "deleted"
+    );
     Ok(HttpResponse::Ok().json(DeletedAnswer {
         status: DeletedStatus::Deleted,
         component: rec,
@@ -368,7 +381,7 @@ aside); `count=true` adds how many records and distinct components match in all.
     responses(
         (status = 200, description = "A page", body = api::ComponentList),
         (status = 400, description = "Invalid `after`, `limit`, `count` or `q` (more than 8 words, or a word over 128 bytes)", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
     ),
 )]
 pub async fn list(
@@ -438,7 +451,7 @@ pub async fn list(
     responses(
         (status = 200, description = "Its versions", body = api::ComponentVersions),
         (status = 400, description = "Invalid name", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "No stored version", body = api::ErrorBody),
     ),
 )]
@@ -480,7 +493,7 @@ const MAX_MISSING: usize = 10_000;
     responses(
         (status = 200, description = "The ones not stored", body = api::MissingAnswer),
         (status = 400, description = "Invalid JSON or name", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 413, description = "More than 10000 components", body = api::ErrorBody),
     ),
 )]
@@ -556,7 +569,7 @@ Supports `Range`, `If-None-Match` and `If-Range`.",
         )),
         (status = 304, description = "Not modified: `If-None-Match` matches"),
         (status = 400, description = "Not 64 hex characters", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "No such blob", body = api::ErrorBody),
         (status = 416, description = "The range is outside the file", body = api::ErrorBody),
     ),

@@ -46,7 +46,7 @@ are read from their repositories at the tag.",
         (status = 200, description = "The closure (`complete` or `incomplete`)", body = api::ResolveAnswer),
         (status = 202, description = "`build_missing`: the missing entries are being built; `job` names the job", body = api::ResolveAnswer),
         (status = 400, description = "Invalid request, recipe or name", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "`build_missing` without the right to start builds", body = api::ErrorBody),
         (status = 409, description = "Two tags of one component, a cycle, or a lock that no longer matches", body = api::ErrorBody),
         (status = 415, description = "Not `Content-Type: application/json`", body = api::ErrorBody),
@@ -125,7 +125,9 @@ pub async fn resolve(
     };
     let mut answer = respond::closure(&state, &req, &res);
     if q.build_missing && !res.missing().is_empty() {
-        may_build(&state, &req, "the closure has missing components")?;
+        let missing = res.missing();
+        let names: Vec<&str> = missing.iter().map(|e| e.key.component.as_str()).collect();
+        may_build(&state, &req, "the closure has missing components", &names)?;
         let s = state.builder.submit_closure(&res, identity(&req))?;
         answer.links = Some(JobLinks::new(&s.job));
         answer.job = Some(s.job);
@@ -148,7 +150,7 @@ is stored, under any tag.",
     responses(
         (status = 200, description = "`found`, and the records built from these inputs", body = api::InputsAnswer),
         (status = 400, description = "Not 64 hex characters", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
     ),
 )]
 pub async fn inputs(

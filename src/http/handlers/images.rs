@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::api::{self, ImageAnswer, ImageList, ImageStatus, ImageView, OkStatus};
 use crate::http::body::read_small;
-use crate::http::caller::{authorize, authorize_original_write, identity};
+use crate::http::caller::{authorize, authorize_original_write, identity, may_write};
 use crate::http::error::ApiError;
 use crate::http::jobs;
 use crate::http::openapi::IdentityHeaders;
@@ -99,8 +99,8 @@ context) already built: 200 with `cached`. The original API's JSON naming a Dock
         (status = 200, description = "Built (with `wait`), or already built (`cached`)", body = api::ImageAnswer),
         (status = 202, description = "Queued, or joined; not ended yet", body = api::JobAccepted),
         (status = 400, description = "A missing field or file, invalid name, or an unsafe context", body = api::ErrorBody),
-        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
-        (status = 403, description = "The key's role is too small (write)", body = api::ErrorBody),
+        (status = 401, description = "No API key, or an invalid, expired or revoked one", body = api::ErrorBody),
+        (status = 403, description = "The key's role is too small (write), or its scope does not name the component", body = api::ErrorBody),
         (status = 413, description = "The Dockerfile, context or JSON body is too large", body = api::ErrorBody),
         (status = 422, description = "With `wait`: the build failed", body = api::BuildFailed),
         (status = 503, description = "No podman or registry available, or with `wait`: the build was interrupted", body = api::ErrorBody),
@@ -166,6 +166,7 @@ pub async fn post_image(
     }
     let arch = state.cfg.arch_or_default(f("architecture").or(f("arch")));
     let key = ImageKey::new(component, branch, &arch)?;
+    may_write(&req, &key.component)?;
     let no_cache = q.no_cache || matches!(f("no_cache"), Some("true" | "1"));
     let images = state.images.clone();
     let context = form.context.as_ref().map(|c| c.path().to_owned());
@@ -214,7 +215,7 @@ pub async fn post_image(
     responses(
         (status = 200, description = "Found", body = api::ImageAnswer),
         (status = 400, description = "Invalid name", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "No such image", body = api::ErrorBody),
     ),
 )]
@@ -253,7 +254,7 @@ pub struct ListQuery {
     responses(
         (status = 200, description = "The images", body = api::ImageList),
         (status = 400, description = "Invalid query", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
     ),
 )]
 pub async fn list_images(

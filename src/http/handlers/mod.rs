@@ -8,5 +8,7 @@ pub mod components;
 pub mod deps;
 pub mod docs;
 pub mod images;
+pub mod keys;
 pub mod original;
 pub mod service;
+pub mod workers;

@@ -19,7 +19,7 @@ use crate::api::{self, ComponentAnswer, ComponentStatus};
 use crate::build::closure::Roots;
 use crate::components::PutRequest;
 use crate::http::body::{read_small, SMALL_BODY};
-use crate::http::caller::{authorize, authorize_original_write, identity};
+use crate::http::caller::{authorize, authorize_original_write, identity, may_write};
 use crate::http::error::ApiError;
 use crate::http::jobs::{build_on_miss, start_build};
 use crate::http::openapi::IdentityHeaders;
@@ -85,7 +85,7 @@ not stored but whose repository is known is built first (202 with the job after 
         (status = 206, description = "The asked range", content(("application/gzip"), ("application/zstd"))),
         (status = 304, description = "Not modified: `If-None-Match` matches the ETag"),
         (status = 400, description = "Missing field, invalid JSON, name or `format`", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "Not stored, and its repository is unknown", body = api::ErrorBody),
         (status = 409, description = "`view=closure`: two tags of one component, or a cycle", body = api::ErrorBody),
         (status = 416, description = "The range is outside the file", body = api::ErrorBody),
@@ -169,8 +169,8 @@ and a tarball whose only top directory is named like another tag is refused (400
         (status = 200, description = "The same content was already stored (`status` is `unchanged`)", body = api::ComponentAnswer),
         (status = 201, description = "Stored (`status` is `created`)", body = api::ComponentAnswer),
         (status = 400, description = "Missing field, invalid JSON, name or archive, an unreadable path, or a top directory named like another tag (without `wrap`)", body = api::ErrorBody),
-        (status = 401, description = "No or invalid API key (from outside the trusted networks)", body = api::ErrorBody),
-        (status = 403, description = "The key's role is too small, or the path is not under `compat.import_roots`", body = api::ErrorBody),
+        (status = 401, description = "No API key from outside the trusted networks, or an invalid, expired or revoked one", body = api::ErrorBody),
+        (status = 403, description = "The key's role is too small, its scope does not name the component, or the path is not under `compat.import_roots`", body = api::ErrorBody),
         (status = 409, description = "The tag is stored with other content", body = api::ErrorBody),
         (status = 413, description = "Unpacks to more than `max_unpacked_bytes`", body = api::ErrorBody),
     ),
@@ -186,6 +186,7 @@ pub async fn put_component(
     let key = state
         .components
         .key(&r.component, &r.tag, arch_of(&r.architecture, &r.arch))?;
+    may_write(&req, &key.component)?;
     let path = PathBuf::from(&r.results_tarball);
     let wrap = match r.wrap.as_deref() {
         None | Some("false" | "0" | "") => false,
@@ -224,8 +225,8 @@ a write key, or a client in `compat.trusted_networks`.",
         (status = 200, description = "Built (with `wait`), or already stored (`cached`)", body = api::BuildAnswer),
         (status = 202, description = "Queued, or joined; not ended yet", body = api::JobAccepted),
         (status = 400, description = "Missing field, invalid JSON, name or request", body = api::ErrorBody),
-        (status = 401, description = "No or invalid API key (from outside the trusted networks)", body = api::ErrorBody),
-        (status = 403, description = "The key's role is too small (write)", body = api::ErrorBody),
+        (status = 401, description = "No API key from outside the trusted networks, or an invalid, expired or revoked one", body = api::ErrorBody),
+        (status = 403, description = "The key's role is too small (write), or its scope does not name the component", body = api::ErrorBody),
         (status = 422, description = "With `wait`: the build failed", body = api::BuildFailed),
         (status = 503, description = "With `wait`: the build was interrupted", body = api::BuildFailed),
     ),
@@ -265,7 +266,7 @@ body (sent even on GET) or the query string.",
     responses(
         (status = 200, description = "Found", body = api::ImageAnswer),
         (status = 400, description = "Missing field, invalid JSON or name", body = api::ErrorBody),
-        (status = 401, description = "Invalid API key, or none while anonymous reads are off", body = api::ErrorBody),
+        (status = 401, description = "An invalid, expired or revoked API key, or none while anonymous reads are off", body = api::ErrorBody),
         (status = 404, description = "No such image", body = api::ErrorBody),
     ),
 )]
@@ -301,8 +302,8 @@ client in `compat.trusted_networks`.",
         (status = 200, description = "Built (with `wait`), or already built (`cached`)", body = api::ImageAnswer),
         (status = 202, description = "Queued, or joined; not ended yet", body = api::JobAccepted),
         (status = 400, description = "A missing field, no `image.dockerfiles_dir`, an invalid name, or an unsafe context", body = api::ErrorBody),
-        (status = 401, description = "No or invalid API key (from outside the trusted networks)", body = api::ErrorBody),
-        (status = 403, description = "The key's role is too small (write)", body = api::ErrorBody),
+        (status = 401, description = "No API key from outside the trusted networks, or an invalid, expired or revoked one", body = api::ErrorBody),
+        (status = 403, description = "The key's role is too small (write), or its scope does not name the component", body = api::ErrorBody),
         (status = 413, description = "The Dockerfile, context or JSON body is too large", body = api::ErrorBody),
         (status = 422, description = "With `wait`: the build failed", body = api::BuildFailed),
         (status = 503, description = "No podman or registry available, or with `wait`: the build was interrupted", body = api::ErrorBody),

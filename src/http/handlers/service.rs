@@ -86,7 +86,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What was done", body = api::GcAnswer),
-        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
+        (status = 401, description = "No API key, or an invalid, expired or revoked one", body = api::ErrorBody),
         (status = 403, description = "Not an admin key", body = api::ErrorBody),
     ),
 )]
@@ -117,7 +117,7 @@ entries whose blob is missing.",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What was found", body = api::VerifyAnswer),
-        (status = 401, description = "No or invalid API key", body = api::ErrorBody),
+        (status = 401, description = "No API key, or an invalid, expired or revoked one", body = api::ErrorBody),
         (status = 403, description = "Not an admin key", body = api::ErrorBody),
     ),
 )]

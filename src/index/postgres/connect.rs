@@ -84,6 +84,17 @@ fn migrator() -> sqlx::migrate::Migrator {
             .into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "api keys".into(),
+            MigrationType::Simple,
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/0003_keys.sql"
+            ))
+            .into_sql_str(),
+            false,
+        ),
     ]);
     m.set_ignore_missing(true);
     m

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use super::api_keys;
 use super::jobs::state_name;
 use super::{decode, encode, Entry, IndexError, PgIndex, Result, Task, PAGE};
 use crate::model::{ComponentKey, ImageRecord, Job};
@@ -27,10 +28,11 @@ pub(super) enum Table {
     BlobUses,
     Meta,
     Jobs,
+    ApiKeys,
 }
 
 impl Table {
-    pub(super) const ALL: [Table; 8] = [
+    pub(super) const ALL: [Table; 9] = [
         Table::Components,
         Table::Images,
         Table::Derived,
@@ -39,6 +41,7 @@ impl Table {
         Table::BlobUses,
         Table::Meta,
         Table::Jobs,
+        Table::ApiKeys,
     ];
 
     /// The number of key columns (text, first in each row).
@@ -47,7 +50,7 @@ impl Table {
             Table::Components | Table::Images | Table::Downloads => 3,
             Table::Derived => 2,
             Table::Inputs => 4,
-            Table::BlobUses | Table::Meta | Table::Jobs => 1,
+            Table::BlobUses | Table::Meta | Table::Jobs | Table::ApiKeys => 1,
         }
     }
 
@@ -99,6 +102,10 @@ impl Table {
                 "SELECT id, doc FROM jobs ORDER BY id LIMIT $1",
                 "SELECT id, doc FROM jobs WHERE id > $1 ORDER BY id LIMIT $2",
             ),
+            Table::ApiKeys => (
+                "SELECT name, doc, last_used FROM api_keys ORDER BY name LIMIT $1",
+                "SELECT name, doc, last_used FROM api_keys WHERE name > $1 ORDER BY name LIMIT $2",
+            ),
         }
     }
 
@@ -112,6 +119,7 @@ impl Table {
             Table::BlobUses => "reading every blob use",
             Table::Meta => "reading the service state",
             Table::Jobs => "reading every job",
+            Table::ApiKeys => "reading every key",
         }
     }
 
@@ -151,6 +159,7 @@ impl Table {
                 value: r.try_get(1)?,
             },
             Table::Jobs => Entry::Job(decode(&label, &r.try_get::<Vec<u8>, _>(1)?)?),
+            Table::ApiKeys => Entry::ApiKey(api_keys::from_row(&label, r, 1)?),
         })
     }
 }
@@ -328,6 +337,20 @@ impl PgIndex {
                 .execute(&mut *tx)
                 .await?;
             }
+            for b in batches.api_keys.chunks(BATCH) {
+                sqlx::query(
+                    "INSERT INTO api_keys (name, blake3, last_used, doc) \
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bytea[]) \
+                     ON CONFLICT (name) DO UPDATE SET blake3 = EXCLUDED.blake3, \
+                     last_used = EXCLUDED.last_used, doc = EXCLUDED.doc",
+                )
+                .bind(col(b, |r| r.0.clone()))
+                .bind(col(b, |r| r.1.clone()))
+                .bind(col(b, |r| r.2))
+                .bind(col(b, |r| r.3.clone()))
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok(())
         })
@@ -367,6 +390,7 @@ struct Batches {
     blob_uses: Vec<(String, i64)>,
     meta: Vec<(String, Vec<u8>)>,
     jobs: Vec<(Job, Vec<u8>)>,
+    api_keys: Vec<(String, String, Option<i64>, Vec<u8>)>,
 }
 
 impl Batches {
@@ -379,6 +403,7 @@ impl Batches {
         let mut blob_uses = Vec::new();
         let mut meta = Vec::new();
         let mut jobs = Vec::new();
+        let mut keys = Vec::new();
         for e in entries {
             if entry_has_nul(e) {
                 return Err(IndexError::Db(
@@ -430,6 +455,11 @@ impl Batches {
                     let doc = encode(&j.id, j)?;
                     jobs.push((j.id.clone(), (j.clone(), doc)));
                 }
+                Entry::ApiKey(k) => {
+                    let (doc, last) = api_keys::stored(k)?;
+                    let row = (k.name.clone(), k.blake3.clone(), last, doc);
+                    keys.push((k.name.clone(), row));
+                }
             }
         }
         Ok(Batches {
@@ -441,6 +471,7 @@ impl Batches {
             blob_uses: last_per_key(blob_uses),
             meta: last_per_key(meta),
             jobs: last_per_key(jobs),
+            api_keys: last_per_key(keys),
         })
     }
 }
@@ -469,6 +500,7 @@ fn entry_has_nul(e: &Entry) -> bool {
             j.pinned.as_deref().unwrap_or(""),
             j.flight.as_deref().unwrap_or(""),
         ],
+        Entry::ApiKey(k) => vec![&k.name, &k.blake3],
     };
     texts.iter().any(|t| t.contains('\0'))
 }

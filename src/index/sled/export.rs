@@ -67,6 +67,10 @@ impl SledIndex {
             let (k, v) = kv?;
             Ok(Entry::Job(decode(&show(&k), &v)?))
         });
+        let keys = self.api_keys.scan_prefix(b"n\0").map(|kv| {
+            let (k, v) = kv?;
+            Ok(Entry::ApiKey(decode(&show(&k[2..]), &v)?))
+        });
         Box::new(
             comps
                 .chain(images)
@@ -75,7 +79,8 @@ impl SledIndex {
                 .chain(downloads)
                 .chain(uses)
                 .chain(meta)
-                .chain(jobs),
+                .chain(jobs)
+                .chain(keys),
         )
     }
 
@@ -121,6 +126,7 @@ impl SledIndex {
                         self.queue.insert(j.id.as_bytes(), &[])?;
                     }
                 }
+                Entry::ApiKey(k) => self.key_load(k)?,
             }
         }
         self.db.flush()?;

@@ -10,6 +10,7 @@ mod repos;
 
 use std::time::{Duration, Instant};
 
+use common::building::*;
 use common::*;
 use repos::Repos;
 use serde_json::{json, Value};
@@ -39,44 +40,12 @@ on_both_executors!(
     zlib_style_detected_build_and_a_program_linked_against_it,
 );
 
-fn build_config(extra: &str) -> String {
-    config_with_keys(&format!(
-        "[build]\nallow_local_urls = true\nsandbox = \"bwrap\"\n{extra}"
-    ))
-}
-
 /// As [`build_config`], with loopback a trusted network: the lab's scripts
 /// send no key, and may start builds on a miss (`build.on_miss = "trusted"`).
 fn trusted_build_config(extra: &str) -> String {
     config_with_keys(&format!(
         "[compat]\ntrusted_networks = [\"127.0.0.0/8\"]\n[build]\nallow_local_urls = true\nsandbox = \"bwrap\"\n{extra}"
     ))
-}
-
-fn post_build(s: &Server, body: Value, wait: bool) -> (u16, Value) {
-    let url = if wait {
-        s.url("/v1/builds?wait=true")
-    } else {
-        s.url("/v1/builds")
-    };
-    let r = client()
-        .post(url)
-        .header("Authorization", bearer(WRITE_KEY))
-        .header("linux_username", "builder")
-        .json(&body)
-        .send()
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().unwrap())
-}
-
-fn download(s: &Server, c: &str) -> Vec<(String, Vec<u8>)> {
-    let r = client()
-        .get(s.url(&format!("/v1/components/{c}/R1.0/rocky9")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{c} should be stored");
-    read_tar(&r.bytes().unwrap(), false)
 }
 
 fn file<'a>(entries: &'a [(String, Vec<u8>)], path: &str) -> &'a str {
@@ -270,21 +239,6 @@ fn failing_build_keeps_the_log_and_stores_nothing() {
             .is_none(),
         "no blob may be stored"
     );
-}
-
-/// Tests using the `slow` fixture count its processes: one at a time.
-static SLOW: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn slow_lock() -> std::sync::MutexGuard<'static, ()> {
-    SLOW.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn sleepers() -> usize {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 7201"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
 fn timeout_kills_the_whole_process_tree() {

@@ -12,31 +12,10 @@ mod repos;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::building::*;
 use common::*;
 use repos::Repos;
 use serde_json::{json, Value};
-
-fn build_config(extra: &str) -> String {
-    config_with_keys(&format!(
-        "[build]\nallow_local_urls = true\nsandbox = \"bwrap\"\n{extra}"
-    ))
-}
-
-fn post_build(s: &Server, body: Value, wait: bool) -> (u16, Value) {
-    let url = if wait {
-        s.url("/v1/builds?wait=true")
-    } else {
-        s.url("/v1/builds")
-    };
-    json_of(
-        client()
-            .post(url)
-            .header("Authorization", bearer(WRITE_KEY))
-            .json(&body)
-            .send()
-            .expect("post build"),
-    )
-}
 
 /// Waits until the job's log holds `needle`; the log.
 fn wait_log(s: &Server, id: &str, needle: &str) -> String {
@@ -81,21 +60,6 @@ fn stored(s: &Server, c: &str) -> u16 {
         .expect("get")
         .status()
         .as_u16()
-}
-
-/// Tests using the `slow` fixture count its processes: one at a time.
-static SLOW: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn slow_lock() -> std::sync::MutexGuard<'static, ()> {
-    SLOW.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn sleepers() -> usize {
-    let out = Command::new("pgrep")
-        .args(["-f", "sleep 7201"])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
 fn wait_no_sleepers(within: Duration) {
@@ -193,7 +157,7 @@ fn the_service_restarted_while_a_slurm_job_runs_still_gets_its_result_once() {
     let s = restart(s, tmp.path());
     let j = wait_job(&s, &id);
     assert_eq!(j["state"], "success", "{j}\n{}", job_log(&s, &id));
-    let t = download_tar(&s, "sleepy");
+    let t = download(&s, "sleepy");
     assert!(t
         .iter()
         .any(|(p, b)| p == "R1.0/out/done.txt" && b == b"slept\n"));
@@ -231,15 +195,6 @@ fn a_slurm_job_that_failed_while_the_service_was_down_fails_the_job_without_a_re
     );
     assert_eq!(slurm_jobs_named(&id), 1, "the build ran twice");
     assert_eq!(stored(&s, "late-fail"), 404);
-}
-
-fn download_tar(s: &Server, c: &str) -> Vec<(String, Vec<u8>)> {
-    let r = client()
-        .get(s.url(&format!("/v1/components/{c}/R1.0/rocky9")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{c} should be stored");
-    read_tar(&r.bytes().unwrap(), false)
 }
 
 fn cancel(s: &Server, id: &str, key: &str) -> (u16, Value) {
@@ -631,7 +586,7 @@ fn dispatch_overhead_local_vs_slurm() {
                 true,
             );
             assert_eq!(status, 200, "{v}");
-            let files = download_tar(s, &name);
+            let files = download(s, &name);
             let started: f64 = files
                 .iter()
                 .find(|(p, _)| p == "R1.0/t.txt")

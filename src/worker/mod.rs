@@ -157,7 +157,7 @@ fn build(
         .tempdir_in(work_root)?;
     poster.line(&format!(
         "worker on {} building {label} ({})",
-        hostname(),
+        crate::app::host_name(),
         spec.arch
     ));
     poster.step(&format!("clone {label}"));
@@ -269,12 +269,6 @@ fn pack_tree(
         .map_err(|e| WorkerError::Build(format!("packing the result: {e}")))?;
     f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(path)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// Dependencies from the service's download API, lines to the service.

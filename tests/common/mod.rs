@@ -3,6 +3,7 @@
 //! HTTP client.
 #![allow(dead_code)]
 
+pub mod building;
 pub mod http;
 pub mod pg;
 #[cfg(feature = "s3")]

@@ -110,16 +110,18 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
     let components = Components::new(blobs, scratch.clone(), index.clone(), cfg.clone());
     let builder = Builder::new(components.clone(), jobs.clone(), cfg.clone());
     jobs.set_runner(Arc::new(builder.clone()));
+    let images = Images::new(
+        index,
+        scratch,
+        jobs,
+        cfg.clone(),
+        components.copies().clone(),
+        builder.clone(),
+    );
     Ok(AppState::new(
         components.clone(),
         builder,
-        Images::new(
-            index,
-            scratch,
-            jobs,
-            cfg.clone(),
-            components.copies().clone(),
-        ),
+        images,
         keys,
         cfg,
     ))

@@ -518,6 +518,11 @@ pub struct ImageConfig {
     pub max_dockerfile_bytes: u64,
     /// Largest build context upload accepted (413 above it).
     pub max_context_bytes: u64,
+    /// Where image builds run: `local` (podman on the service's host, the
+    /// default), `slurm`, `kubernetes` (`[build.slurm]`,
+    /// `[build.kubernetes]`) or `worker` (a polling worker). Not `local`:
+    /// `registry` must be set (the worker pushes there).
+    pub executor: Executor,
 }
 
 impl Default for ImageConfig {
@@ -532,6 +537,7 @@ impl Default for ImageConfig {
             dockerfiles_dir: None,
             max_dockerfile_bytes: 1 << 20,
             max_context_bytes: 1 << 30,
+            executor: Executor::Local,
         }
     }
 }
@@ -617,6 +623,13 @@ impl Config {
             return Err(ConfigError::Check(
                 "build.git.max_concurrent_fetches must be at least 1".into(),
             ));
+        }
+        if self.image.executor != Executor::Local && self.image.registry.is_none() {
+            return Err(ConfigError::Check(format!(
+                "image.executor = \"{}\" needs image.registry: a worker pushes the image there \
+                 (its own podman storage is of no use to anyone)",
+                self.image.executor.name()
+            )));
         }
         if !(1..=19).contains(&self.zstd_level) {
             return Err(ConfigError::Check("zstd_level must be 1..=19".into()));

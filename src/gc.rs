@@ -148,6 +148,12 @@ pub fn collect(
         }
         referenced.insert(r.blake3);
     }
+    // what builds handed to workers still fetch (an image's context)
+    for j in c.index().unfinished_jobs()? {
+        if let Some(ctx) = j.dispatch.and_then(|d| d.context) {
+            referenced.insert(ctx);
+        }
+    }
     report.blobs_referenced = referenced.len();
     let now = SystemTime::now();
     let recent = chrono::Utc::now().timestamp() - grace.as_secs() as i64;

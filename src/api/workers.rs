@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::OkStatus;
 use crate::build::execute::BuildSpec;
+use crate::image::ImageSpec;
 
 /// A dependency blob to fetch (and check) before the build.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -18,12 +19,17 @@ pub struct WorkerBlob {
     pub url: String,
 }
 
-/// `GET /v1/jobs/{id}/spec`: what the worker runs.
+/// `GET /v1/jobs/{id}/spec`: what the worker runs — a component build
+/// (`spec`) or an image build (`image`) — and the blobs it fetches first
+/// (dependencies; an image's Dockerfile and context).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WorkerSpec {
     #[schema(inline)]
     pub status: OkStatus,
-    pub spec: BuildSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<BuildSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
     pub blobs: Vec<WorkerBlob>,
 }
 

@@ -23,6 +23,10 @@ use crate::model::{Dispatch, Record};
 pub fn spec_key(dispatch: &str) -> String {
     format!("dispatch/{dispatch}/spec")
 }
+/// An image build's spec (an [`crate::image::ImageSpec`]).
+pub fn image_spec_key(dispatch: &str) -> String {
+    format!("dispatch/{dispatch}/image")
+}
 pub fn result_key(dispatch: &str) -> String {
     format!("dispatch/{dispatch}/result")
 }
@@ -37,6 +41,32 @@ pub fn outcome_key(dispatch: &str) -> String {
 /// Set by a worker that gave up (its message).
 pub fn failed_key(dispatch: &str) -> String {
     format!("dispatch/{dispatch}/failed")
+}
+
+/// A new hand-over's id.
+pub fn new_dispatch_id() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
+}
+
+/// What [`Builder::hand_over`] hands to an engine.
+pub struct HandOver {
+    /// The hand-over's id ([`new_dispatch_id`]), also in its spec.
+    pub id: String,
+    pub executor: Executor,
+    /// Where the spec is kept ([`spec_key`], [`image_spec_key`]) and its JSON.
+    pub spec_key: fn(&str) -> String,
+    pub spec: Vec<u8>,
+    /// What it builds (for the engine's job name and the job's dispatch).
+    pub component: String,
+    pub tag: String,
+    pub arch: String,
+    pub cpus: usize,
+    pub timeout: Duration,
+    /// The image the engine runs the worker in (Kubernetes).
+    pub image: Option<String>,
+    /// A blob the hand-over needs while it runs (an image's context): kept
+    /// from GC while the job is unfinished.
+    pub context: Option<String>,
 }
 
 /// How often the engine is asked.
@@ -55,6 +85,9 @@ pub enum WorkerError {
     Store(#[from] crate::components::ComponentError),
     #[error(transparent)]
     Jobs(#[from] crate::jobs::JobError),
+    /// What the worker reported does not hold (an image's digest).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 impl Builder {
@@ -98,6 +131,23 @@ impl Builder {
         body: std::fs::File,
         raw: blake3::Hash,
     ) -> Result<crate::components::Stored, WorkerError> {
+        self.store_once(token, job, |dispatch| {
+            let stored = self.store_result_of(dispatch, body, raw)?;
+            let rec = serde_json::to_vec(&stored.record).unwrap_or_default();
+            Ok((stored, rec))
+        })
+    }
+
+    /// Stores a worker's result once per hand-over (blocking), and only
+    /// while the service has not given up on it: `store` gets the
+    /// hand-over's id and stores; the bytes it returns are the result the
+    /// job follows ([`result_key`]).
+    pub fn store_once<T>(
+        &self,
+        token: &str,
+        job: &str,
+        store: impl FnOnce(&str) -> Result<(T, Vec<u8>), WorkerError>,
+    ) -> Result<T, WorkerError> {
         let (claims, _) = self.jobs.check_token(token, job)?;
         // one upload decides, and only while the service has not given up
         // on the hand-over (a result never lands after "nothing was stored")
@@ -114,7 +164,12 @@ impl Builder {
                 WorkerError::Token(crate::jobs::TokenError::Ended)
             });
         }
-        let res = self.store_result_of(&claims.dispatch, body, raw);
+        let res = store(&claims.dispatch).and_then(|(t, result)| {
+            index
+                .set_meta(&result_key(&claims.dispatch), &result)
+                .map_err(crate::jobs::JobError::from)?;
+            Ok(t)
+        });
         if res.is_err() {
             // a later upload may try again
             let _ = index.delete_meta(&outcome);
@@ -143,15 +198,9 @@ impl Builder {
         };
         // a worker's output, packed under the tag by the worker: never
         // refused for its top directory (wrap = true keeps it as it is)
-        let stored = self
+        Ok(self
             .components
-            .put_upload(&key, body, raw, None, req, true)?;
-        let rec = serde_json::to_vec(&stored.record).unwrap_or_default();
-        self.jobs
-            .index()
-            .set_meta(&result_key(dispatch), &rec)
-            .map_err(crate::jobs::JobError::from)?;
-        Ok(stored)
+            .put_upload(&key, body, raw, None, req, true)?)
     }
 
     /// A polling worker asks for work: the oldest build waiting for one
@@ -214,31 +263,64 @@ impl Builder {
         mut spec: BuildSpec,
         label: &str,
     ) -> Result<Record, WorkError> {
-        let fail = |m: String| ctx.fail(m);
         ctx.step(&format!("dispatch {label}"));
-        let id = hex::encode(rand::random::<[u8; 12]>());
+        let id = new_dispatch_id();
         spec.dispatch = id.clone();
-        let body = serde_json::to_vec(&spec).map_err(|e| fail(e.to_string()))?;
+        let body = serde_json::to_vec(&spec).map_err(|e| ctx.fail(e.to_string()))?;
+        let image = spec
+            .image
+            .clone()
+            .or_else(|| self.cfg.arch(&spec.arch).image);
+        self.hand_over(
+            ctx,
+            HandOver {
+                id,
+                executor,
+                spec_key,
+                spec: body,
+                component: spec.component.clone(),
+                tag: spec.tag.clone(),
+                arch: spec.arch.clone(),
+                cpus: spec.cpus,
+                timeout: Duration::from_secs(spec.timeout_secs),
+                image,
+                context: None,
+            },
+        )
+        .await
+    }
+
+    /// Keeps a hand-over's spec, mints its token, hands the worker to the
+    /// engine (or leaves it for a polling worker) and follows it to its
+    /// end: the result the worker stored (`T`: a component's record, an
+    /// image's).
+    pub async fn hand_over<T: serde::de::DeserializeOwned>(
+        &self,
+        ctx: &JobCtx,
+        h: HandOver,
+    ) -> Result<T, WorkError> {
+        let fail = |m: String| ctx.fail(m);
+        let id = h.id.clone();
         let index = self.jobs.index().clone();
-        let key = spec_key(&id);
+        let (key, body) = ((h.spec_key)(&id), h.spec);
         tokio::task::spawn_blocking(move || index.set_meta(&key, &body))
             .await
             .map_err(|e| fail(e.to_string()))?
             .map_err(|e| fail(format!("cannot keep the build's spec: {e}")))?;
         let mut d = Dispatch {
-            executor: executor.name().to_owned(),
+            executor: h.executor.name().to_owned(),
             remote_id: String::new(),
             id: id.clone(),
-            component: spec.component.clone(),
-            tag: spec.tag.clone(),
-            arch: spec.arch.clone(),
+            component: h.component.clone(),
+            tag: h.tag.clone(),
+            arch: h.arch.clone(),
             at: Utc::now(),
+            context: h.context.clone(),
         };
         self.jobs.set_dispatch(&ctx.id, Some(d.clone()));
-        let timeout = Duration::from_secs(spec.timeout_secs);
         let token = self
             .jobs
-            .mint_token(&ctx.id, &id, timeout + Duration::from_secs(24 * 3600))
+            .mint_token(&ctx.id, &id, h.timeout + Duration::from_secs(24 * 3600))
             .map_err(|e| fail(e.to_string()))?;
         let run = WorkerRun {
             job: ctx.id.clone(),
@@ -246,21 +328,26 @@ impl Builder {
             token,
             server: self.worker_url(),
             command: self.worker_command(),
-            component: spec.component.clone(),
-            tag: spec.tag.clone(),
-            arch: spec.arch.clone(),
-            cpus: spec.cpus,
-            timeout,
-            image: spec
-                .image
-                .clone()
-                .or_else(|| self.cfg.arch(&spec.arch).image),
+            component: h.component,
+            tag: h.tag,
+            arch: h.arch,
+            cpus: h.cpus,
+            timeout: h.timeout,
+            image: h.image,
         };
-        match self.engine(executor) {
+        match self.engine(h.executor) {
             Some(engine) => {
-                let remote = engine.submit(&run).await.map_err(|e| {
-                    fail(format!("cannot hand the build to {}: {e}", engine.name()))
-                })?;
+                let submitted = engine
+                    .submit(&run)
+                    .await
+                    .map_err(|e| fail(format!("cannot hand the build to {}: {e}", engine.name())));
+                let remote = match submitted {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.forget_dispatch(ctx, &id).await;
+                        return Err(e);
+                    }
+                };
                 // kept before anything is said: a restart follows this job
                 d.remote_id = remote.clone();
                 self.jobs.set_dispatch(&ctx.id, Some(d.clone()));
@@ -275,7 +362,7 @@ impl Builder {
                 run.server
             )),
         }
-        let res = self.follow(ctx, &d, timeout).await;
+        let res = self.follow(ctx, &d, h.timeout).await;
         self.forget_dispatch(ctx, &id).await;
         res
     }
@@ -288,6 +375,7 @@ impl Builder {
         let _ = tokio::task::spawn_blocking(move || {
             for k in [
                 spec_key(&id),
+                image_spec_key(&id),
                 result_key(&id),
                 outcome_key(&id),
                 claim_key(&id),
@@ -301,12 +389,12 @@ impl Builder {
 
     /// Follows a hand-over until the worker stored its result (the record)
     /// or the engine says it ended without one.
-    pub(super) async fn follow(
+    pub(super) async fn follow<T: serde::de::DeserializeOwned>(
         &self,
         ctx: &JobCtx,
         d: &Dispatch,
         timeout: Duration,
-    ) -> Result<Record, WorkError> {
+    ) -> Result<T, WorkError> {
         let fail = |m: String| ctx.fail(m);
         let mut offset = self.worker_log_len(&ctx.id).await;
         let mut partial = String::new();
@@ -368,7 +456,7 @@ impl Builder {
                     }
                 }
             }
-            if let Some(rec) = self.meta_json::<Record>(&result_key(&d.id)) {
+            if let Some(rec) = self.meta_json::<T>(&result_key(&d.id)) {
                 return Ok(rec);
             }
             if let Ok(Some(why)) = self.jobs.index().meta(&failed_key(&d.id)) {

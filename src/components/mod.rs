@@ -416,6 +416,15 @@ impl Components {
         self.index_blob(key, info, req)
     }
 
+    /// Keeps a directory (an image build's Dockerfile and context) as a
+    /// blob under `image/`, for a worker to fetch with its job token: its
+    /// blake3. Nothing refers to it once the build ended; GC takes it.
+    pub fn put_context(&self, dir: &Path) -> Result<String> {
+        self.ensure_room()?;
+        let _slot = self.packs.take();
+        Ok(self.pack_into_blob(dir, "image", Some(0))?.hex())
+    }
+
     /// A record (other than `key`'s own) built from exactly `inputs`, whose
     /// blob is still held.
     pub fn built_from(&self, inputs: &str, key: &ComponentKey) -> Result<Option<Record>> {

@@ -174,6 +174,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/v1/jobs/{id}/spec").route(web::get().to(workers::spec)))
         .service(resource("/v1/jobs/{id}/result").route(web::put().to(workers::result)))
+        .service(resource("/v1/jobs/{id}/image").route(web::put().to(workers::image)))
         .service(resource("/v1/jobs/{id}/failed").route(web::post().to(workers::failed)))
         .service(resource("/v1/workers/claim").route(web::post().to(workers::claim)))
         .service(resource("/v1/components").route(web::get().to(c::list)))

@@ -10,9 +10,20 @@
 //! blake3 of the Dockerfile and the canonical (deterministically re-packed)
 //! context, so an unchanged build is a cache hit.
 //!
+//! Where the build runs is `[image] executor`: the service's host
+//! (`local`, the default), or `artifact-store worker` through Slurm,
+//! Kubernetes or a polling worker, handed over like a component build
+//! ([`crate::build::dispatch`]): the Dockerfile and context go to the worker
+//! as a blob it fetches with its job token, the worker builds and pushes
+//! ([`execute`], the same code), and reports what it pushed; the service
+//! checks the digest in the registry and writes the record.
+//!
 //! Main type: [`Images`]. Architecture invariant: the index entry is
 //! replaced only after a successful push, so a failed build or push leaves
 //! the previous image entry intact.
+
+pub mod execute;
+mod verify;
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -22,13 +33,16 @@ use std::time::Duration;
 use chrono::Utc;
 use tempfile::TempDir;
 
-use crate::build::Submitted;
+pub use execute::{Built, ImageSpec};
+
+use crate::build::dispatch::{self, HandOver, WorkerError};
+use crate::build::{Builder, Submitted};
 use crate::components::RecordCopies;
-use crate::config::Config;
+use crate::config::{Config, Executor};
 use crate::index::{Index, RawRecord};
 use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
 use crate::model::{Identity, ImageKey, ImageRecord, JobResult, JobTarget};
-use crate::process::{self, Outcome, RunSpec};
+use crate::process::{self, LineSink};
 use crate::store::pack::{pack_dir, PackOptions};
 use crate::store::{unpack, Scratch, StoreError};
 
@@ -51,21 +65,6 @@ pub enum ImageError {
 impl From<std::io::Error> for ImageError {
     fn from(e: std::io::Error) -> Self {
         ImageError::Store(StoreError::Io(e))
-    }
-}
-
-/// A job's log that also notes podman's "layer not known" race.
-struct Watch {
-    log: crate::jobs::JobLog,
-    seen: std::sync::atomic::AtomicBool,
-}
-
-impl process::LineSink for Watch {
-    fn line(&self, s: &str) {
-        if s.contains("layer not known") {
-            self.seen.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.log.line(s);
     }
 }
 
@@ -121,6 +120,8 @@ pub struct Images {
     jobs: Jobs,
     cfg: Arc<Config>,
     copies: RecordCopies,
+    /// Hands builds to workers (`[image] executor`).
+    builder: Builder,
     /// One build per image key at a time, in request order.
     locks: Arc<std::sync::Mutex<std::collections::HashMap<ImageKey, Arc<tokio::sync::Mutex<()>>>>>,
 }
@@ -132,6 +133,7 @@ impl Images {
         jobs: Jobs,
         cfg: Arc<Config>,
         copies: RecordCopies,
+        builder: Builder,
     ) -> Self {
         Self {
             index,
@@ -139,6 +141,7 @@ impl Images {
             jobs,
             cfg,
             copies,
+            builder,
             locks: Default::default(),
         }
     }
@@ -304,6 +307,33 @@ impl Images {
         Ok(Requested::Job(Submitted { job, new }))
     }
 
+    /// The spec of a build of `key` from `p`.
+    fn spec(&self, key: &ImageKey, p: &Prepared, no_cache: bool, who: Identity) -> ImageSpec {
+        let repo = repository(key);
+        let base = match &self.cfg.image.registry {
+            Some(r) => format!("{}/{repo}", r.trim_end_matches('/')),
+            None => format!("localhost/{repo}"),
+        };
+        ImageSpec {
+            job: String::new(),
+            dispatch: String::new(),
+            component: key.component.clone(),
+            branch: key.branch.clone(),
+            arch: key.arch.clone(),
+            key: p.key.clone(),
+            image: format!("{base}:{}", key.arch),
+            immutable: format!("{base}:{}-{}", key.arch, &p.key[..12]),
+            no_cache,
+            registry: self.cfg.image.registry.clone(),
+            tls_verify: self.cfg.image.tls_verify,
+            podman_build: self.cfg.image.podman_build.clone(),
+            podman_push: self.cfg.image.podman_push.clone(),
+            timeout_secs: self.cfg.build.timeout_secs,
+            context: None,
+            built_by: who,
+        }
+    }
+
     async fn build(
         &self,
         ctx: &JobCtx,
@@ -312,132 +342,157 @@ impl Images {
         no_cache: bool,
         who: Identity,
     ) -> Result<ImageRecord, WorkError> {
-        let repo = repository(key);
-        let key12 = &p.key[..12];
-        let base = match &self.cfg.image.registry {
-            Some(r) => format!("{}/{repo}", r.trim_end_matches('/')),
-            None => format!("localhost/{repo}"),
-        };
-        let moving = format!("{base}:{}", key.arch);
-        let immutable = format!("{base}:{}-{key12}", key.arch);
-        let timeout = Duration::from_secs(self.cfg.build.timeout_secs);
-        let iidfile = p.work.path().join("iid");
-
-        ctx.step("build");
-        let mut argv: Vec<String> = Vec::new();
-        if no_cache {
-            argv.push("--no-cache".into());
+        let mut spec = self.spec(key, &p, no_cache, who);
+        spec.job = ctx.id.clone();
+        if self.cfg.image.executor != Executor::Local {
+            return self.dispatch(ctx, spec, p).await;
         }
-        argv.extend([
-            "-f".into(),
-            p.dockerfile().display().to_string(),
-            "-t".into(),
-            moving.clone(),
-            "-t".into(),
-            immutable.clone(),
-            "--iidfile".into(),
-            iidfile.display().to_string(),
-            p.context().display().to_string(),
-        ]);
-        let spec = process::podman(&self.cfg.image.podman_build, argv, p.work.path(), timeout);
-        self.run(ctx, spec).await?;
-        let image_id = std::fs::read_to_string(&iidfile)
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        let size = self.image_size(ctx, &image_id, p.work.path()).await;
-
-        let (digest, location) = if self.cfg.image.registry.is_some() {
-            ctx.step("push");
-            let digestfile = p.work.path().join("digest");
-            let mut digest = String::new();
-            for name in [&immutable, &moving] {
-                let argv = vec![
-                    format!("--tls-verify={}", self.cfg.image.tls_verify),
-                    "--digestfile".into(),
-                    digestfile.display().to_string(),
-                    name.clone(),
-                ];
-                let spec =
-                    process::podman(&self.cfg.image.podman_push, argv, p.work.path(), timeout);
-                self.run(ctx, spec).await?;
-                digest = std::fs::read_to_string(&digestfile)
-                    .map(|s| s.trim().to_owned())
-                    .map_err(|e| ctx.fail(format!("podman push wrote no digest: {e}")))?;
-            }
-            (digest, "registry")
-        } else {
-            ctx.log
-                .line("no registry is configured: the image stays in local podman storage");
-            (image_id, "local")
-        };
-
+        let host = CtxHost(ctx);
+        let built = execute::execute(&host, &spec, &p.dockerfile(), &p.context(), p.work.path())
+            .await
+            .map_err(|e| ctx.fail(e))?;
         ctx.step("index");
-        let rec = ImageRecord {
-            component: key.component.clone(),
-            branch: key.branch.clone(),
-            arch: key.arch.clone(),
-            image: moving,
-            immutable,
-            digest,
-            key: p.key.clone(),
-            size,
-            created: Utc::now(),
-            built_by: who,
-            location: location.into(),
-        };
-        let (index, r, copies) = (self.index.clone(), rec.clone(), self.copies.clone());
-        tokio::task::spawn_blocking(move || {
-            index.put_image(&r)?;
-            copies.write_image(&r);
-            Ok::<_, crate::index::IndexError>(())
-        })
-        .await
-        .map_err(|e| ctx.fail(e.to_string()))?
-        .map_err(|e| ctx.fail(e.to_string()))?;
+        let rec = record(&spec, &built);
+        let this = self.clone();
+        let r = rec.clone();
+        tokio::task::spawn_blocking(move || this.put_record(&r))
+            .await
+            .map_err(|e| ctx.fail(e.to_string()))?
+            .map_err(|e| ctx.fail(e.to_string()))?;
         Ok(rec)
     }
 
-    /// Runs a podman command; once more when podman's storage changed
-    /// under it (an image removed meanwhile: "layer not known"), which is
-    /// podman's race, not the build's fault.
-    async fn run(&self, ctx: &JobCtx, spec: RunSpec) -> Result<(), WorkError> {
-        for attempt in 0..2 {
-            let sink = Arc::new(Watch {
-                log: ctx.log.clone(),
-                seen: Default::default(),
-            });
-            match process::run(&spec, sink.clone()).await {
-                Ok(Outcome::Success) => return Ok(()),
-                Ok(o) => {
-                    if attempt == 0 && sink.seen.load(std::sync::atomic::Ordering::Relaxed) {
-                        ctx.log.line(
-                            "podman's storage changed during the build (layer not known): trying once more",
-                        );
-                        continue;
-                    }
-                    return Err(ctx.fail(format!("{} {o}", spec.program)));
-                }
-                Err(e) => return Err(ctx.fail(e.to_string())),
-            }
-        }
-        Err(ctx.fail(format!("{} failed", spec.program)))
+    fn put_record(&self, rec: &ImageRecord) -> Result<(), crate::index::IndexError> {
+        self.index.put_image(rec)?;
+        self.copies.write_image(rec);
+        Ok(())
     }
 
-    async fn image_size(&self, ctx: &JobCtx, id: &str, cwd: &Path) -> u64 {
-        let podman = process::podman_program(&self.cfg.image.podman_build);
-        match process::output(
-            podman,
-            &["image", "inspect", "--format", "{{.Size}}", id],
-            cwd,
-        )
-        .await
-        {
-            Some(size) => size.parse().unwrap_or(0),
-            None => {
-                ctx.log.line("could not read the image size");
-                0
-            }
+    /// Hands the build to a worker (`[image] executor`): the Dockerfile
+    /// and context as a blob, the spec naming it; the record once the
+    /// worker's push is checked.
+    async fn dispatch(
+        &self,
+        ctx: &JobCtx,
+        mut spec: ImageSpec,
+        p: Prepared,
+    ) -> Result<ImageRecord, WorkError> {
+        let label = match &spec.branch {
+            Some(b) => format!("{} {b}", spec.component),
+            None => spec.component.clone(),
+        };
+        ctx.step(&format!("dispatch image {label}"));
+        let components = self.builder.components().clone();
+        let work = p.work.path().to_owned();
+        let context = tokio::task::spawn_blocking(move || components.put_context(&work))
+            .await
+            .map_err(|e| ctx.fail(e.to_string()))?
+            .map_err(|e| ctx.fail(format!("cannot keep the build context for the worker: {e}")))?;
+        drop(p);
+        spec.dispatch = dispatch::new_dispatch_id();
+        spec.context = Some(context.clone());
+        let body = serde_json::to_vec(&spec).map_err(|e| ctx.fail(e.to_string()))?;
+        self.builder
+            .hand_over(
+                ctx,
+                HandOver {
+                    id: spec.dispatch.clone(),
+                    executor: self.cfg.image.executor,
+                    spec_key: dispatch::image_spec_key,
+                    spec: body,
+                    component: spec.component.clone(),
+                    tag: spec.branch.clone().unwrap_or_default(),
+                    arch: spec.arch.clone(),
+                    cpus: self.cfg.build_jobs(),
+                    timeout: Duration::from_secs(spec.timeout_secs),
+                    image: None,
+                    context: Some(context),
+                },
+            )
+            .await
+    }
+
+    /// The image build a worker's token names (checked), if it is one.
+    pub fn worker_spec(&self, token: &str, job: &str) -> Result<Option<ImageSpec>, WorkerError> {
+        let (claims, _) = self.jobs.check_token(token, job)?;
+        let Some(v) = self
+            .index
+            .meta(&dispatch::image_spec_key(&claims.dispatch))
+            .map_err(JobError::from)?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| WorkerError::Rejected(format!("the image build's spec: {e}")))
+    }
+
+    /// Checks what a worker says it pushed: a manifest digest, the one the
+    /// registry names for the spec's immutable tag (or its moving tag).
+    pub async fn verify_pushed(spec: &ImageSpec, built: &Built) -> Result<(), WorkerError> {
+        let digest = built.digest.as_deref().unwrap_or_default();
+        if !verify::is_digest(digest) {
+            return Err(WorkerError::Rejected(format!(
+                "'{digest}' is not a manifest digest (sha256:<64 hex>)"
+            )));
         }
+        verify::pushed(spec, digest)
+            .await
+            .map_err(WorkerError::Rejected)
+    }
+
+    /// Indexes what a worker pushed (checked with [`Images::verify_pushed`]),
+    /// once per hand-over (blocking). The record is the spec's; the worker
+    /// only says what podman made.
+    pub fn store_worker_image(
+        &self,
+        token: &str,
+        job: &str,
+        spec: &ImageSpec,
+        built: &Built,
+    ) -> Result<ImageRecord, WorkerError> {
+        self.builder.store_once(token, job, |dispatch| {
+            if dispatch != spec.dispatch {
+                return Err(WorkerError::NoSpec);
+            }
+            let rec = record(spec, built);
+            self.put_record(&rec).map_err(JobError::from)?;
+            let v = serde_json::to_vec(&rec).unwrap_or_default();
+            Ok((rec, v))
+        })
+    }
+}
+
+/// The record of a build from its spec and what podman made.
+fn record(spec: &ImageSpec, built: &Built) -> ImageRecord {
+    let (digest, location) = match &built.digest {
+        Some(d) => (d.clone(), "registry"),
+        None => (built.image_id.clone(), "local"),
+    };
+    ImageRecord {
+        component: spec.component.clone(),
+        branch: spec.branch.clone(),
+        arch: spec.arch.clone(),
+        image: spec.image.clone(),
+        immutable: spec.immutable.clone(),
+        digest,
+        key: spec.key.clone(),
+        size: built.size,
+        created: Utc::now(),
+        built_by: spec.built_by.clone(),
+        location: location.into(),
+    }
+}
+
+/// A job's log and steps, for [`execute::execute`] on the service's host.
+struct CtxHost<'a>(&'a JobCtx);
+
+impl execute::ImageHost for CtxHost<'_> {
+    fn sink(&self) -> Arc<dyn LineSink> {
+        Arc::new(self.0.log.clone())
+    }
+    fn step(&self, name: &str) {
+        self.0.step(name)
     }
 }
 

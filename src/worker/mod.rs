@@ -11,6 +11,7 @@
 //! service as they come. It decides nothing: what to build and what the
 //! record says are the service's.
 
+mod image;
 mod log;
 
 use std::io::Read;
@@ -114,14 +115,19 @@ pub fn run_one(
         .json()
         .map_err(|e| WorkerError::Service(format!("the build's spec: {e}")))?;
     let poster = LogPoster::start(svc.clone(), job.to_owned(), token.to_owned());
-    let res = if ws.spec.sandbox == "process" && !opts.allow_process_sandbox {
-        Err(WorkerError::Build(
-            "the build names the `process` sandbox (no isolation: it could read this worker's \
-             token); this worker runs it only with --allow-process-sandbox"
-                .into(),
-        ))
-    } else {
-        build(svc, token, &ws, cfg, &opts.work_root, &poster)
+    let res = match (&ws.image, &ws.spec) {
+        (Some(spec), _) => image::run(svc, token, spec, &ws.blobs, cfg, &opts.work_root, &poster),
+        (None, Some(spec)) if spec.sandbox == "process" && !opts.allow_process_sandbox => {
+            Err(WorkerError::Build(
+                "the build names the `process` sandbox (no isolation: it could read this worker's \
+                 token); this worker runs it only with --allow-process-sandbox"
+                    .into(),
+            ))
+        }
+        (None, Some(spec)) => build(svc, token, spec, &ws.blobs, cfg, &opts.work_root, &poster),
+        (None, None) => Err(WorkerError::Service(
+            "the service's spec names neither a build nor an image build (a newer service?)".into(),
+        )),
     };
     poster.finish();
     if let Err(e) = &res {
@@ -144,12 +150,12 @@ pub fn run_one(
 fn build(
     svc: &Service,
     token: &str,
-    ws: &WorkerSpec,
+    spec: &BuildSpec,
+    blobs: &[WorkerBlob],
     cfg: &Config,
     work_root: &Path,
     poster: &LogPoster,
 ) -> Result<(), WorkerError> {
-    let spec = &ws.spec;
     let label = format!("{} {}", spec.component, spec.tag);
     std::fs::create_dir_all(work_root)?;
     let work = tempfile::Builder::new()
@@ -189,7 +195,7 @@ fn build(
     let host = WorkerHost {
         svc: svc.clone(),
         token: token.to_owned(),
-        blobs: ws.blobs.clone(),
+        blobs: blobs.to_vec(),
         poster: poster.clone(),
         limits: cfg.unpack_limits(),
     };
@@ -226,22 +232,33 @@ fn upload(
     job: &str,
     tarball: &Path,
 ) -> Result<reqwest::blocking::Response, WorkerError> {
-    let deadline = std::time::Instant::now() + UPLOAD_PATIENCE;
-    let mut wait = Duration::from_millis(500);
-    loop {
-        let sent = svc
+    patiently(svc, "storing the result", || {
+        Ok(svc
             .http
             .put(svc.url(&format!("/v1/jobs/{job}/result")))
             .bearer_auth(token)
             .header("content-type", "application/zstd")
-            .body(std::fs::File::open(tarball)?)
-            .send();
+            .body(std::fs::File::open(tarball)?))
+    })
+}
+
+/// Sends what `request` makes, again while the service cannot be reached
+/// or answers 5xx (for [`UPLOAD_PATIENCE`]); a 4xx is its final word.
+fn patiently(
+    svc: &Service,
+    what: &str,
+    request: impl Fn() -> Result<reqwest::blocking::RequestBuilder, WorkerError>,
+) -> Result<reqwest::blocking::Response, WorkerError> {
+    let deadline = std::time::Instant::now() + UPLOAD_PATIENCE;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let sent = request()?.send();
         let again = match &sent {
             Err(_) => true,
             Ok(r) => r.status().is_server_error(),
         };
         if !again || std::time::Instant::now() + wait > deadline {
-            return svc.check("storing the result", sent);
+            return svc.check(what, sent);
         }
         std::thread::sleep(wait);
         wait = (wait * 2).min(Duration::from_secs(10));

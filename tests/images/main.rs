@@ -13,6 +13,7 @@ mod common;
 mod registry;
 
 mod build;
+mod dispatch;
 mod failures;
 mod original;
 mod requests;

@@ -1,7 +1,7 @@
 //! What workers on a cluster call, each with its job token: the build's
 //! spec (`GET /v1/jobs/{id}/spec`), its log lines (`POST
-//! /v1/jobs/{id}/log`), the built tree (`PUT /v1/jobs/{id}/result`), its
-//! failure (`POST /v1/jobs/{id}/failed`); and a polling worker's claim
+//! /v1/jobs/{id}/log`), the built tree (`PUT /v1/jobs/{id}/result`) or
+//! the image it pushed (`PUT /v1/jobs/{id}/image`), its failure (`POST /v1/jobs/{id}/failed`); and a polling worker's claim
 //! (`POST /v1/workers/claim`, with a write key). Cancelling a job
 //! (`DELETE /v1/jobs/{id}`) is here too: it stops a worker's build.
 
@@ -40,8 +40,10 @@ fn token(req: &HttpRequest) -> Result<String, ApiError> {
     path = "/v1/jobs/{id}/spec",
     tag = "workers",
     summary = "A dispatched build's spec (job token)",
-    description = "What the worker runs: the commit, the command, the sandbox, the exact \
-dependency blobs (with where to fetch them). Only with the job's own token, while it runs.",
+    description = "What the worker runs: for a component build (`spec`) the commit, the \
+command, the sandbox, the exact dependency blobs (with where to fetch them); for an image build \
+(`image`) the names, the registry and the blob holding the Dockerfile and context. Only with the \
+job's own token, while it runs.",
     params(("id" = String, Path, description = "The job's id.")),
     security(("job_token" = [])),
     responses(
@@ -57,9 +59,28 @@ pub async fn spec(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let t = token(&req)?;
+    let base = respond::base_url(&state, &req);
+    let (images, t2, i2) = (state.images.clone(), t.clone(), id.clone());
+    if let Some(image) = blocking(move || images.worker_spec(&t2, &i2)).await? {
+        let blobs = image
+            .context
+            .iter()
+            .map(|c| WorkerBlob {
+                component: image.component.clone(),
+                tag: image.branch.clone().unwrap_or_default(),
+                blake3: c.clone(),
+                url: format!("{base}/v1/blobs/{c}"),
+            })
+            .collect();
+        return Ok(HttpResponse::Ok().json(WorkerSpec {
+            status: OkStatus::Ok,
+            spec: None,
+            image: Some(image),
+            blobs,
+        }));
+    }
     let b = state.builder.clone();
     let spec = blocking(move || b.worker_spec(&t, &id)).await?;
-    let base = respond::base_url(&state, &req);
     let blobs = spec
         .dependencies
         .iter()
@@ -72,7 +93,8 @@ pub async fn spec(
         .collect();
     Ok(HttpResponse::Ok().json(WorkerSpec {
         status: OkStatus::Ok,
-        spec,
+        spec: Some(spec),
+        image: None,
         blobs,
     }))
 }
@@ -186,6 +208,46 @@ pub async fn result(
     drop(body.file);
     tracing::info!(key = %stored.record.key(), blake3 = %stored.record.blake3, "stored a worker's result");
     Ok(respond::stored(&state, &req, stored))
+}
+
+/// PUT /v1/jobs/{id}/image
+#[utoipa::path(
+    put,
+    path = "/v1/jobs/{id}/image",
+    tag = "workers",
+    summary = "Report a dispatched image build's push (job token)",
+    description = "What podman made on the worker: the image id, the manifest digest it pushed \
+and the size. The service asks the registry for the spec's immutable tag (or its moving tag): \
+only a digest the registry names is indexed, with the names and key of the job's spec. Once per \
+hand-over.",
+    params(("id" = String, Path, description = "The job's id.")),
+    request_body(content = crate::image::Built, content_type = "application/json"),
+    security(("job_token" = [])),
+    responses(
+        (status = 200, description = "Indexed", body = api::ImageView),
+        (status = 401, description = "No job token", body = api::ErrorBody),
+        (status = 403, description = "A token of another job, of a job that has ended, or a result already stored", body = api::ErrorBody),
+        (status = 409, description = "The job is not an image build, or a report is being stored", body = api::ErrorBody),
+        (status = 422, description = "Not a manifest digest, or not the one the registry names", body = api::ErrorBody),
+    ),
+)]
+pub async fn image(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    built: web::Json<crate::image::Built>,
+) -> Result<HttpResponse, ApiError> {
+    let t = token(&req)?;
+    let built = built.into_inner();
+    let (images, t2, i2) = (state.images.clone(), t.clone(), id.clone());
+    let spec = blocking(move || images.worker_spec(&t2, &i2))
+        .await?
+        .ok_or(crate::build::dispatch::WorkerError::NoSpec)?;
+    crate::image::Images::verify_pushed(&spec, &built).await?;
+    let images = state.images.clone();
+    let rec = blocking(move || images.store_worker_image(&t, &id, &spec, &built)).await?;
+    tracing::info!(image = %rec.immutable, digest = %rec.digest, "indexed a worker's image");
+    Ok(HttpResponse::Ok().json(api::ImageView::from(&rec)))
 }
 
 /// POST /v1/workers/claim

@@ -1,0 +1,351 @@
+//! Image builds handed to workers (`[image] executor`): a polling
+//! `artifact-store worker` and the tests' real one-node Slurm cluster build
+//! with podman and push to the real registry; the service checks the digest
+//! in the registry before it writes the record. What a job token of an
+//! image build may do, and what a worker may not claim.
+
+use std::process::{Child, Command, Stdio};
+
+use super::*;
+
+/// A config that hands image builds to `executor` and pushes to `reg`;
+/// the write key may claim builds.
+fn dispatch_config(reg: &str) -> String {
+    config_with_keys(&format!(
+        "[build]\nworker_keys = [\"ci\"]\n[image]\nregistry = \"{reg}\"\ntls_verify = false\n"
+    ))
+}
+
+/// `artifact-store worker --poll` for rocky9 with the write key.
+fn polling_worker(s: &Server, name: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_artifact-store"))
+        .args([
+            "worker", "--poll", "--server", &s.base, "--name", name, "--arch", "rocky9",
+        ])
+        .env("ARTIFACT_STORE_TOKEN", WRITE_KEY)
+        .env_remove("ARTIFACT_STORE_CONFIG")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the polling worker")
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Pulls `name` back from the registry and reads `path` in it.
+fn pulled(name: &str, path: &str) -> String {
+    podman_ok(&["pull", "--tls-verify=false", name]);
+    cat_in_image(name, path)
+}
+
+/// GET with the read key: 200 and the JSON.
+fn read(s: &Server, path: &str) -> Value {
+    let (status, v) = json_of(
+        client()
+            .get(s.url(path))
+            .header("Authorization", bearer(READ_KEY))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
+
+#[test]
+fn a_polling_worker_builds_and_pushes_an_image() {
+    let reg = Registry::start();
+    let s = Server::start_with_env(
+        &dispatch_config(&reg.addr()),
+        &[
+            ("ARTIFACT_STORE_IMAGE__EXECUTOR", "worker"),
+            // the worker fetches the context with its job token alone
+            ("ARTIFACT_STORE_AUTH__ANONYMOUS_READ", "false"),
+        ],
+    );
+    let _worker = Killed(polling_worker(&s, "img-vm1"));
+    let df = dockerfile("COPY hello.txt /hello.txt\nRUN echo 'run on the worker' >> /hello.txt\n");
+    let ctx = tar_gz("", &[("hello.txt", b"from the context (d1)\n")]);
+    let (status, v, _) = post_form(
+        &s,
+        "/v1/images?wait=true",
+        form(
+            "ImgD1_IOC",
+            "main",
+            "rocky9",
+            &df,
+            Some(("context.tar.gz", &ctx)),
+        ),
+    );
+    assert_eq!(status, 200, "{v}");
+    let repo = "imgd1-ioc-main-image";
+    assert_pushed(&v, &reg.addr(), repo, "rocky9");
+    assert_eq!(v["built_by"]["linux_username"], "imager", "{v}");
+    let id = v["job"].as_str().unwrap();
+    let job = read(&s, &format!("/v1/jobs/{id}"))["job"].clone();
+    assert_eq!(job["state"], "success", "{job}");
+    assert_eq!(job["kind"], "image");
+    assert_eq!(
+        step_names(&job),
+        [
+            "dispatch image ImgD1_IOC main",
+            "context",
+            "build",
+            "push",
+            "report"
+        ],
+        "{job}"
+    );
+    let log = client()
+        .get(s.url(&format!("/v1/jobs/{id}/log")))
+        .header("Authorization", bearer(READ_KEY))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(log.contains("claimed by worker img-vm1"), "{log}");
+    assert!(
+        log.contains("STEP 2/3"),
+        "podman's output on the worker: {log}"
+    );
+    // the record is what the registry holds
+    let got = read(&s, "/v1/images/ImgD1_IOC/main/rocky9");
+    assert_eq!(got["digest"], v["digest"]);
+    let immutable = v["immutableName"].as_str().unwrap();
+    podman_ok(&["rmi", "-f", immutable, v["imageName"].as_str().unwrap()]);
+    let by_digest = format!("{}/{repo}@{}", reg.addr(), v["digest"].as_str().unwrap());
+    assert_eq!(
+        pulled(&by_digest, "/hello.txt"),
+        "from the context (d1)\nrun on the worker\n"
+    );
+
+    // the same Dockerfile and context: a cache hit, no job
+    let (status, again, _) = post_form(
+        &s,
+        "/v1/images?wait=true",
+        form(
+            "ImgD1_IOC",
+            "main",
+            "rocky9",
+            &df,
+            Some(("context.tar.gz", &ctx)),
+        ),
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["cached"], true, "{again}");
+
+    // a failing Dockerfile fails on the worker: the previous image stays
+    let bad = dockerfile("RUN echo failing-on-the-worker-d1 && exit 4\n");
+    let (status, f, _) = post_form(
+        &s,
+        "/v1/images?wait=true",
+        form("ImgD1_IOC", "main", "rocky9", &bad, None),
+    );
+    assert_error(status, &f, 422, "step 'build' failed");
+    let msg = f["errorMessage"].as_str().unwrap();
+    assert!(msg.contains("on the worker"), "{msg}");
+    assert!(
+        msg.contains("failing-on-the-worker-d1"),
+        "the log tail: {msg}"
+    );
+    let got = read(&s, "/v1/images/ImgD1_IOC/main/rocky9");
+    assert_eq!(got["digest"], v["digest"], "the previous entry stays");
+}
+
+#[test]
+fn an_image_build_through_slurm() {
+    on_executor(Executor::Slurm, || {
+        let reg = Registry::start();
+        let s = Server::start_with_env(
+            &dispatch_config(&reg.addr()),
+            &[("ARTIFACT_STORE_IMAGE__EXECUTOR", "slurm")],
+        );
+        let df = dockerfile("RUN echo 'built in a slurm job (d2)' > /where.txt\n");
+        let (status, v, _) = post_form(
+            &s,
+            "/v1/images?wait=true",
+            form("ImgD2_IOC", "dev", "rocky9", &df, None),
+        );
+        assert_eq!(status, 200, "{v}");
+        let repo = "imgd2-ioc-dev-image";
+        assert_pushed(&v, &reg.addr(), repo, "rocky9");
+        let id = v["job"].as_str().unwrap();
+        let log = job_log(&s, id);
+        assert!(log.contains("handed to slurm as job "), "{log}");
+        assert!(log.contains("worker on "), "{log}");
+        let job = assert_job_success(&s, id);
+        assert_eq!(job["steps"][0]["name"], "dispatch image ImgD2_IOC dev");
+        assert_eq!(reg.catalog(), vec![repo.to_owned()]);
+        let immutable = v["immutableName"].as_str().unwrap();
+        podman_ok(&["rmi", "-f", immutable, v["imageName"].as_str().unwrap()]);
+        let by_digest = format!("{}/{repo}@{}", reg.addr(), v["digest"].as_str().unwrap());
+        assert_eq!(
+            pulled(&by_digest, "/where.txt"),
+            "built in a slurm job (d2)\n"
+        );
+    });
+}
+
+/// PUTs `body` to a worker route with `token`.
+fn put_json(s: &Server, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    json_of(
+        client()
+            .put(s.url(path))
+            .header("Authorization", bearer(token))
+            .json(body)
+            .send()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_worker_report_is_checked_in_the_registry() {
+    let reg = Registry::start();
+    let s = Server::start_with_env(
+        &dispatch_config(&reg.addr()),
+        &[("ARTIFACT_STORE_IMAGE__EXECUTOR", "worker")],
+    );
+    let df = dockerfile("RUN echo d3 > /d3.txt\n");
+    let (status, q, _) = post_form(
+        &s,
+        "/v1/images",
+        form("ImgD3_IOC", "main", "rocky9", &df, None),
+    );
+    assert_eq!(status, 202, "{q}");
+    let id = q["job"].as_str().unwrap().to_owned();
+
+    // a claim as a polling worker would: the job and its token (once the
+    // job has handed the build over)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let c = loop {
+        let r = client()
+            .post(s.url("/v1/workers/claim"))
+            .header("Authorization", bearer(WRITE_KEY))
+            .json(&json!({"worker": "probe", "arch": ["rocky9"]}))
+            .send()
+            .unwrap();
+        if r.status() == 204 {
+            assert!(Instant::now() < deadline, "nothing to claim");
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let (status, c) = json_of(r);
+        assert_eq!(status, 200, "{c}");
+        break c;
+    };
+    assert_eq!(c["job"], id.as_str());
+    let token = c["token"].as_str().unwrap().to_owned();
+
+    // the spec is an image build; its context is a blob the token fetches
+    let (status, spec) = json_of(
+        client()
+            .get(s.url(&format!("/v1/jobs/{id}/spec")))
+            .header("Authorization", bearer(&token))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{spec}");
+    assert!(spec["spec"].is_null(), "{spec}");
+    let image = &spec["image"];
+    assert_eq!(image["component"], "ImgD3_IOC");
+    assert_eq!(image["registry"], reg.addr());
+    let context = image["context"].as_str().unwrap();
+    assert_eq!(spec["blobs"][0]["blake3"], context);
+    let r = client()
+        .get(s.url(&format!("/v1/blobs/{context}")))
+        .header("Authorization", bearer(&token))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().unwrap();
+    assert_eq!(blake3::hash(&body).to_hex().as_str(), context);
+    let files = read_tar(&body, false);
+    let df_in = files
+        .iter()
+        .find(|(p, _)| p == "image/Dockerfile")
+        .unwrap_or_else(|| panic!("no image/Dockerfile in {files:?}"));
+    assert_eq!(df_in.1, df.as_bytes());
+
+    // what the registry does not hold is refused, and nothing is indexed
+    let made_up = format!("sha256:{}", "0".repeat(64));
+    let path = format!("/v1/jobs/{id}/image");
+    let (status, v) = put_json(
+        &s,
+        &path,
+        &token,
+        &json!({"image_id": "x", "digest": made_up, "size": 1}),
+    );
+    assert_error(status, &v, 422, "is not in the registry");
+    let (status, v) = put_json(
+        &s,
+        &path,
+        &token,
+        &json!({"image_id": "x", "digest": "latest", "size": 1}),
+    );
+    assert_error(status, &v, 422, "is not a manifest digest");
+    let (status, v) = put_json(&s, &path, &token, &json!({"image_id": "x", "size": 1}));
+    assert_error(status, &v, 422, "is not a manifest digest");
+    let (status, _) = get_json(&s, "/v1/images/ImgD3_IOC/main/rocky9");
+    assert_eq!(status, 404, "nothing indexed");
+
+    // an image build's token stores no component
+    let r = client()
+        .put(s.url(&format!("/v1/jobs/{id}/result")))
+        .header("Authorization", bearer(&token))
+        .header("content-type", "application/zstd")
+        .body(vec![0u8; 16])
+        .send()
+        .unwrap();
+    let (status, v) = json_of(r);
+    assert_eq!(status, 409, "{v}");
+    // nor reports for another job
+    let (status, v) = put_json(
+        &s,
+        "/v1/jobs/someotherjob/image",
+        &token,
+        &json!({"image_id": "x", "digest": made_up, "size": 1}),
+    );
+    assert_eq!(status, 403, "{v}");
+
+    // cancelled: the token is dead
+    let r = client()
+        .delete(s.url(&format!("/v1/jobs/{id}")))
+        .header("Authorization", bearer(WRITE_KEY))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let job = wait_job(&s, &id);
+    assert_eq!(job["state"], "cancelled", "{job}");
+    let (status, v) = put_json(
+        &s,
+        &path,
+        &token,
+        &json!({"image_id": "x", "digest": made_up, "size": 1}),
+    );
+    assert_eq!(status, 403, "{v}");
+}
+
+#[test]
+fn a_worker_executor_without_a_registry_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, image_config("executor = \"slurm\"\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_artifact-store"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("image.executor = \"slurm\" needs image.registry"),
+        "{err}"
+    );
+}

@@ -523,6 +523,9 @@ pub struct ImageConfig {
     /// `[build.kubernetes]`) or `worker` (a polling worker). Not `local`:
     /// `registry` must be set (the worker pushes there).
     pub executor: Executor,
+    /// Kubernetes: the image the worker runs in for image builds (it needs
+    /// podman); unset: `build.kubernetes.image`.
+    pub worker_image: Option<String>,
 }
 
 impl Default for ImageConfig {
@@ -538,6 +541,7 @@ impl Default for ImageConfig {
             max_dockerfile_bytes: 1 << 20,
             max_context_bytes: 1 << 30,
             executor: Executor::Local,
+            worker_image: None,
         }
     }
 }

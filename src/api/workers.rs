@@ -42,6 +42,10 @@ pub struct ClaimRequest {
     /// The architectures it builds for (none: any).
     #[serde(default)]
     pub arch: Vec<String>,
+    /// What it runs: `build` (component builds), `image` (image builds:
+    /// it has podman). None: both.
+    #[serde(default)]
+    pub kinds: Vec<String>,
 }
 
 /// A build handed to a polling worker.

@@ -204,11 +204,13 @@ impl Builder {
     }
 
     /// A polling worker asks for work: the oldest build waiting for one
-    /// (for one of `arches`, any when empty), with a token for it.
+    /// (for one of `arches`, any when empty; of one of `kinds`, `build` or
+    /// `image`, any when empty), with a token for it.
     pub fn claim_for_worker(
         &self,
         worker: &str,
         arches: &[String],
+        kinds: &[String],
     ) -> Result<Option<(String, String)>, WorkerError> {
         let mut waiting: Vec<_> = self
             .jobs
@@ -216,8 +218,13 @@ impl Builder {
             .into_iter()
             .filter_map(|j| {
                 let d = j.dispatch.clone()?;
+                let kind = match j.target {
+                    crate::model::JobTarget::Image { .. } => "image",
+                    _ => "build",
+                };
                 (d.executor == "worker"
                     && d.remote_id.is_empty()
+                    && (kinds.is_empty() || kinds.iter().any(|k| k == kind))
                     && (arches.is_empty()
                         || arches.iter().any(|a| a.eq_ignore_ascii_case(&d.arch))))
                 .then_some((j.id, d))
@@ -556,12 +563,12 @@ impl Builder {
     /// was ever started (not submitted, not claimed) and the job may build
     /// afresh; `Err` when what was started ended without a result (the job
     /// fails with the engine's reason: a build is never run twice).
-    pub(super) async fn reattach(
+    pub(super) async fn reattach<T: serde::de::DeserializeOwned>(
         &self,
         ctx: &JobCtx,
         d: &Dispatch,
-    ) -> Result<Option<Record>, WorkError> {
-        if let Some(rec) = self.meta_json::<Record>(&result_key(&d.id)) {
+    ) -> Result<Option<T>, WorkError> {
+        if let Some(rec) = self.meta_json::<T>(&result_key(&d.id)) {
             ctx.log.line(&format!(
                 "the build handed to {} ({}) had stored its result",
                 d.executor, d.remote_id
@@ -579,7 +586,7 @@ impl Builder {
                 Ok(s) if s.is_final() => {
                     // its result may have landed as it ended
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Some(rec) = self.meta_json::<Record>(&result_key(&d.id)) {
+                    if let Some(rec) = self.meta_json::<T>(&result_key(&d.id)) {
                         self.forget_dispatch(ctx, &d.id).await;
                         return Ok(Some(rec));
                     }

@@ -266,6 +266,9 @@ impl Builder {
 
     /// The work of a queued job, from its record (any replica runs it).
     fn work_for(&self, job: &Job) -> Option<Work> {
+        if let (JobTarget::Image { .. }, Some(d)) = (&job.target, job.dispatch.clone()) {
+            return Some(self.image_work(d));
+        }
         let work = self.fresh_work(job)?;
         let Some(d) = job.dispatch.clone() else {
             return Some(work);
@@ -277,10 +280,29 @@ impl Builder {
             Box::pin(async move {
                 // a stored result makes the work a cache hit; what was
                 // started and ended without one fails the job
-                this.reattach(&ctx, &d).await?;
+                this.reattach::<crate::model::Record>(&ctx, &d).await?;
                 work(ctx).await
             })
         }))
+    }
+
+    /// An image build taken up with its hand-over (its replica died, or
+    /// the service restarted): the worker's push, followed to its end. It
+    /// cannot be built afresh here (its upload lived on the first replica).
+    fn image_work(&self, d: crate::model::Dispatch) -> Work {
+        let this = self.clone();
+        Box::new(move |ctx: JobCtx| {
+            Box::pin(async move {
+                match this.reattach::<crate::model::ImageRecord>(&ctx, &d).await? {
+                    Some(rec) => Ok(JobResult::Image(Box::new(rec))),
+                    None => Err(ctx.fail(
+                        "the image build was never handed to a worker before the service \
+                         stopped, and its upload is gone: ask for it again"
+                            .to_owned(),
+                    )),
+                }
+            })
+        })
     }
 
     fn fresh_work(&self, job: &Job) -> Option<Work> {

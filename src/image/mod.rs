@@ -405,7 +405,7 @@ impl Images {
                     arch: spec.arch.clone(),
                     cpus: self.cfg.build_jobs(),
                     timeout: Duration::from_secs(spec.timeout_secs),
-                    image: None,
+                    image: self.cfg.image.worker_image.clone(),
                     context: Some(context),
                 },
             )

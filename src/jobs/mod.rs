@@ -517,8 +517,16 @@ impl Jobs {
     }
 
     /// Records (or clears) where a running job's build was handed.
+    /// A job handed over holds nothing on this replica any more (an image
+    /// build's context went with it): it is no longer pinned, so whichever
+    /// replica takes it up follows the hand-over.
     pub fn set_dispatch(&self, id: &str, d: Option<Dispatch>) {
-        self.update(id, |j| j.dispatch = d);
+        self.update(id, |j| {
+            if d.is_some() {
+                j.pinned = None;
+            }
+            j.dispatch = d
+        });
     }
 
     /// Appends a worker's lines to the log of job `id` (a cluster job

@@ -396,6 +396,13 @@ pub fn poll(
     opts: &Options,
     once: bool,
 ) -> Result<(), WorkerError> {
+    // image builds only where podman is
+    let mut kinds = vec!["build".to_owned()];
+    if crate::process::on_path("podman") {
+        kinds.push("image".into());
+    } else {
+        eprintln!("artifact-store worker: no podman here: claiming component builds only");
+    }
     loop {
         let r = svc.check(
             "claiming a build",
@@ -405,6 +412,7 @@ pub fn poll(
                 .json(&ClaimRequest {
                     worker: name.to_owned(),
                     arch: arches.to_vec(),
+                    kinds: kinds.clone(),
                 })
                 .send(),
         )?;

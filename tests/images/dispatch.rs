@@ -219,25 +219,27 @@ fn a_worker_report_is_checked_in_the_registry() {
     assert_eq!(status, 202, "{q}");
     let id = q["job"].as_str().unwrap().to_owned();
 
-    // a claim as a polling worker would: the job and its token (once the
-    // job has handed the build over)
+    // handed over: it waits for a polling worker
     let deadline = Instant::now() + Duration::from_secs(30);
-    let c = loop {
-        let r = client()
+    while !job_log(&s, &id).contains("waiting for a worker") {
+        assert!(Instant::now() < deadline, "{}", job_log(&s, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let claim = |kinds: Value| {
+        client()
             .post(s.url("/v1/workers/claim"))
             .header("Authorization", bearer(WRITE_KEY))
-            .json(&json!({"worker": "probe", "arch": ["rocky9"]}))
+            .json(&json!({"worker": "probe", "arch": ["rocky9"], "kinds": kinds}))
             .send()
-            .unwrap();
-        if r.status() == 204 {
-            assert!(Instant::now() < deadline, "nothing to claim");
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        let (status, c) = json_of(r);
-        assert_eq!(status, 200, "{c}");
-        break c;
+            .unwrap()
     };
+    // a worker without podman does not get it; an unknown kind is refused
+    assert_eq!(claim(json!(["build"])).status(), 204);
+    let (status, v) = json_of(claim(json!(["images"])));
+    assert_error(status, &v, 400, "'images' is not a kind of build");
+    // claimed as a polling worker with podman would: the job and its token
+    let (status, c) = json_of(claim(json!(["build", "image"])));
+    assert_eq!(status, 200, "{c}");
     assert_eq!(c["job"], id.as_str());
     let token = c["token"].as_str().unwrap().to_owned();
 
@@ -348,4 +350,52 @@ fn a_worker_executor_without_a_registry_is_refused_at_start() {
         err.contains("image.executor = \"slurm\" needs image.registry"),
         "{err}"
     );
+}
+
+#[test]
+fn the_service_restarted_during_a_slurm_image_build_records_it_once() {
+    on_executor(Executor::Slurm, || {
+        let reg = Registry::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = dispatch_config(&reg.addr());
+        let env = [("ARTIFACT_STORE_IMAGE__EXECUTOR", "slurm")];
+        let mut s = Server::start_in_env(tmp.path(), &cfg, &env);
+        let df = dockerfile("RUN sleep 6 && echo 'built across a restart (d4)' > /d4.txt\n");
+        let (status, q, _) = post_form(
+            &s,
+            "/v1/images",
+            form("ImgD4_IOC", "main", "rocky9", &df, None),
+        );
+        assert_eq!(status, 202, "{q}");
+        let id = q["job"].as_str().unwrap().to_owned();
+        // podman runs the RUN step on the Slurm node: the service goes away
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !job_log(&s, &id).contains("STEP 2/2") {
+            assert!(Instant::now() < deadline, "{}", job_log(&s, &id));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let port = s.base.rsplit(':').next().unwrap().to_owned();
+        s.kill();
+        let s = Server::start_on(tmp.path(), &cfg, &env, &format!("127.0.0.1:{port}"));
+        let j = wait_job(&s, &id);
+        let log = job_log(&s, &id);
+        assert_eq!(j["state"], "success", "{j}\n{log}");
+        assert_eq!(log.matches("handed to slurm as job").count(), 1, "{log}");
+        assert!(log.contains("following slurm job"), "{log}");
+        let sbatched = slurm::cluster()
+            .run("scontrol", &["show", "job", "-o"])
+            .lines()
+            .filter(|l| l.contains(&format!("JobName=adbs-{id} ")))
+            .count();
+        assert_eq!(sbatched, 1, "the image was built twice");
+        let (status, got) = get_json(&s, "/v1/images/ImgD4_IOC/main/rocky9");
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["digest"], j["result"]["image"]["digest"], "{j}");
+        let digest = got["digest"].as_str().unwrap();
+        let by_digest = format!("{}/imgd4-ioc-main-image@{digest}", reg.addr());
+        assert_eq!(
+            pulled(&by_digest, "/d4.txt"),
+            "built across a restart (d4)\n"
+        );
+    });
 }

@@ -257,8 +257,8 @@ pub async fn image(
     tag = "workers",
     summary = "Claim a build (polling worker: a key in build.worker_keys, or admin)",
     description = "For `artifact-store worker --poll`: the oldest build waiting for a polling \
-worker (`executor = \"worker\"`) for one of the architectures, with its job token; 204 when \
-there is none.",
+worker (`executor = \"worker\"`, `[image] executor = \"worker\"`) for one of the architectures \
+and of one of the kinds (`build`, `image`), with its job token; 204 when there is none.",
     params(IdentityHeaders),
     request_body(content = ClaimRequest, content_type = "application/json"),
     security(("bearer" = [])),
@@ -290,8 +290,17 @@ pub async fn claim(
     )?;
     let c = c.into_inner();
     crate::model::validate_name("worker", &c.worker)?;
+    if let Some(k) = c
+        .kinds
+        .iter()
+        .find(|k| !matches!(k.as_str(), "build" | "image"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "kinds: '{k}' is not a kind of build: say \"build\" (component builds) or \"image\" (image builds)"
+        )));
+    }
     let b = state.builder.clone();
-    let got = blocking(move || b.claim_for_worker(&c.worker, &c.arch)).await?;
+    let got = blocking(move || b.claim_for_worker(&c.worker, &c.arch, &c.kinds)).await?;
     Ok(match got {
         Some((job, token)) => HttpResponse::Ok().json(Claimed {
             status: OkStatus::Ok,

@@ -399,3 +399,45 @@ fn the_service_restarted_during_a_slurm_image_build_records_it_once() {
         );
     });
 }
+
+/// A small image built, pushed and indexed with podman on the service's
+/// host and through Slurm: the whole `?wait=true` request (printed for the
+/// notes; asserted with slack for a loaded 2-core test machine).
+#[test]
+fn image_dispatch_overhead_local_vs_slurm() {
+    let reg = Registry::start();
+    let local = Server::start_with(&dispatch_config(&reg.addr()));
+    let mut slurm = None;
+    on_executor(Executor::Slurm, || {
+        slurm = Some(Server::start_with_env(
+            &dispatch_config(&reg.addr()),
+            &[("ARTIFACT_STORE_IMAGE__EXECUTOR", "slurm")],
+        ))
+    });
+    let slurm = slurm.expect("started");
+    let runs = 3;
+    let mut med = Vec::new();
+    for (k, s) in [("local", &local), ("slurm", &slurm)] {
+        let mut took = Vec::new();
+        for r in 0..runs {
+            let df = dockerfile(&format!("RUN echo {k}-{r} > /run.txt\n"));
+            let (status, v, t) = post_form(
+                s,
+                "/v1/images?wait=true",
+                form(&format!("ImgD5{k}{r}_IOC"), "main", "rocky9", &df, None),
+            );
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(v["location"], "registry", "{v}");
+            took.push(t.as_secs_f64());
+        }
+        took.sort_by(|a, b| a.total_cmp(b));
+        eprintln!("image dispatch: {k}: request to indexed {took:.3?} s");
+        med.push(took[runs / 2]);
+    }
+    let added = med[1] - med[0];
+    eprintln!(
+        "image dispatch: median local {:.3} s, slurm {:.3} s: Slurm adds {added:.3} s",
+        med[0], med[1]
+    );
+    assert!(added < 10.0, "Slurm adds {added:.3} s to an image build");
+}

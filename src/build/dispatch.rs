@@ -563,10 +563,14 @@ impl Builder {
     /// was ever started (not submitted, not claimed) and the job may build
     /// afresh; `Err` when what was started ended without a result (the job
     /// fails with the engine's reason: a build is never run twice).
+    /// `keep_unclaimed`: a hand-over still waiting for a polling worker is
+    /// waited for again rather than given up (an image build, which cannot
+    /// start afresh: its upload lived on the first replica).
     pub(super) async fn reattach<T: serde::de::DeserializeOwned>(
         &self,
         ctx: &JobCtx,
         d: &Dispatch,
+        keep_unclaimed: bool,
     ) -> Result<Option<T>, WorkError> {
         if let Some(rec) = self.meta_json::<T>(&result_key(&d.id)) {
             ctx.log.line(&format!(
@@ -576,7 +580,8 @@ impl Builder {
             self.forget_dispatch(ctx, &d.id).await;
             return Ok(Some(rec));
         }
-        if d.remote_id.is_empty() {
+        let unclaimed = d.remote_id.is_empty() && self.engine_named(&d.executor).is_none();
+        if d.remote_id.is_empty() && !(keep_unclaimed && unclaimed) {
             self.forget_dispatch(ctx, &d.id).await;
             return Ok(None);
         }
@@ -607,10 +612,14 @@ impl Builder {
                 }
             }
         }
-        ctx.log.line(&format!(
-            "following {} job {} again (started before this replica took the job up)",
-            d.executor, d.remote_id
-        ));
+        ctx.log.line(&if d.remote_id.is_empty() {
+            "waiting again for a worker (`artifact-store worker --poll`) to claim it".to_owned()
+        } else {
+            format!(
+                "following {} job {} again (started before this replica took the job up)",
+                d.executor, d.remote_id
+            )
+        });
         let timeout = Duration::from_secs(self.cfg.build.timeout_secs);
         let res = self.follow(ctx, d, timeout).await;
         self.forget_dispatch(ctx, &d.id).await;

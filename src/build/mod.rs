@@ -280,7 +280,8 @@ impl Builder {
             Box::pin(async move {
                 // a stored result makes the work a cache hit; what was
                 // started and ended without one fails the job
-                this.reattach::<crate::model::Record>(&ctx, &d).await?;
+                this.reattach::<crate::model::Record>(&ctx, &d, false)
+                    .await?;
                 work(ctx).await
             })
         }))
@@ -293,11 +294,14 @@ impl Builder {
         let this = self.clone();
         Box::new(move |ctx: JobCtx| {
             Box::pin(async move {
-                match this.reattach::<crate::model::ImageRecord>(&ctx, &d).await? {
+                match this
+                    .reattach::<crate::model::ImageRecord>(&ctx, &d, true)
+                    .await?
+                {
                     Some(rec) => Ok(JobResult::Image(Box::new(rec))),
                     None => Err(ctx.fail(
-                        "the image build was never handed to a worker before the service \
-                         stopped, and its upload is gone: ask for it again"
+                        "the service stopped while handing the image build to its engine, \
+                         and cannot tell whether it started: ask for it again"
                             .to_owned(),
                     )),
                 }

@@ -441,3 +441,42 @@ fn image_dispatch_overhead_local_vs_slurm() {
     );
     assert!(added < 10.0, "Slurm adds {added:.3} s to an image build");
 }
+
+#[test]
+fn an_image_build_waiting_for_a_polling_worker_survives_a_restart() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = dispatch_config(&reg.addr());
+    let env = [("ARTIFACT_STORE_IMAGE__EXECUTOR", "worker")];
+    let mut s = Server::start_in_env(tmp.path(), &cfg, &env);
+    let df = dockerfile("COPY in.txt /in.txt\n");
+    let ctx = tar_gz("", &[("in.txt", b"kept across a restart (d6)\n")]);
+    let (status, q, _) = post_form(
+        &s,
+        "/v1/images",
+        form("ImgD6_IOC", "main", "rocky9", &df, Some(("c.tar.gz", &ctx))),
+    );
+    assert_eq!(status, 202, "{q}");
+    let id = q["job"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !job_log(&s, &id).contains("waiting for a worker") {
+        assert!(Instant::now() < deadline, "{}", job_log(&s, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // the upload's replica goes away before any worker claimed the build
+    let port = s.base.rsplit(':').next().unwrap().to_owned();
+    s.kill();
+    let s = Server::start_on(tmp.path(), &cfg, &env, &format!("127.0.0.1:{port}"));
+    let _worker = Killed(polling_worker(&s, "img-vm6"));
+    let j = wait_job(&s, &id);
+    let log = job_log(&s, &id);
+    assert_eq!(j["state"], "success", "{j}\n{log}");
+    assert!(log.contains("waiting again for a worker"), "{log}");
+    assert!(log.contains("claimed by worker img-vm6"), "{log}");
+    let digest = j["result"]["image"]["digest"].as_str().unwrap();
+    let by_digest = format!("{}/imgd6-ioc-main-image@{digest}", reg.addr());
+    assert_eq!(
+        pulled(&by_digest, "/in.txt"),
+        "kept across a restart (d6)\n"
+    );
+}

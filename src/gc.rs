@@ -148,9 +148,14 @@ pub fn collect(
         }
         referenced.insert(r.blake3);
     }
-    // what builds handed to workers still fetch (an image's context)
+    // what builds handed to workers still fetch: an image's context, named
+    // in its spec (not in the job, which readers see)
     for j in c.index().unfinished_jobs()? {
-        if let Some(ctx) = j.dispatch.and_then(|d| d.context) {
+        let Some(d) = j.dispatch else { continue };
+        let spec = c
+            .index()
+            .meta(&crate::build::dispatch::image_spec_key(&d.id))?;
+        if let Some(ctx) = spec.as_deref().and_then(context_of) {
             referenced.insert(ctx);
         }
     }
@@ -179,6 +184,12 @@ pub fn collect(
         report.blobs_removed.push(hex);
     }
     Ok(report)
+}
+
+/// The context blob an image build's spec names.
+fn context_of(spec: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(spec).ok()?;
+    v.get("context")?.as_str().map(str::to_owned)
 }
 
 /// Re-hashes every blob; corrupt ones are quarantined so they are never

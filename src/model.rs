@@ -394,9 +394,6 @@ pub struct Dispatch {
     pub tag: String,
     pub arch: String,
     pub at: DateTime<Utc>,
-    /// A blob the hand-over needs while it runs (an image build's context).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<String>,
 }
 
 /// One step of a job (`clone`, `recipe`, `dependencies`, `build`, `pack`, ...).

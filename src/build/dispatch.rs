@@ -64,9 +64,6 @@ pub struct HandOver {
     pub timeout: Duration,
     /// The image the engine runs the worker in (Kubernetes).
     pub image: Option<String>,
-    /// A blob the hand-over needs while it runs (an image's context): kept
-    /// from GC while the job is unfinished.
-    pub context: Option<String>,
 }
 
 /// How often the engine is asked.
@@ -88,6 +85,9 @@ pub enum WorkerError {
     /// What the worker reported does not hold (an image's digest).
     #[error("{0}")]
     Rejected(String),
+    /// A route of the other kind of build (component / image).
+    #[error("{0}")]
+    WrongKind(&'static str),
 }
 
 impl Builder {
@@ -291,7 +291,6 @@ impl Builder {
                 cpus: spec.cpus,
                 timeout: Duration::from_secs(spec.timeout_secs),
                 image,
-                context: None,
             },
         )
         .await
@@ -322,7 +321,6 @@ impl Builder {
             tag: h.tag.clone(),
             arch: h.arch.clone(),
             at: Utc::now(),
-            context: h.context.clone(),
         };
         self.jobs.set_dispatch(&ctx.id, Some(d.clone()));
         let token = self

@@ -360,7 +360,7 @@ impl From<crate::build::dispatch::WorkerError> for ApiError {
         use crate::build::dispatch::WorkerError as W;
         match e {
             W::Token(t) => t.into(),
-            W::NoSpec | W::Storing => {
+            W::NoSpec | W::Storing | W::WrongKind(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             W::Store(c) => c.into(),

@@ -390,7 +390,7 @@ impl Images {
             .map_err(|e| ctx.fail(format!("cannot keep the build context for the worker: {e}")))?;
         drop(p);
         spec.dispatch = dispatch::new_dispatch_id();
-        spec.context = Some(context.clone());
+        spec.context = Some(context);
         let body = serde_json::to_vec(&spec).map_err(|e| ctx.fail(e.to_string()))?;
         self.builder
             .hand_over(
@@ -406,7 +406,6 @@ impl Images {
                     cpus: self.cfg.build_jobs(),
                     timeout: Duration::from_secs(spec.timeout_secs),
                     image: self.cfg.image.worker_image.clone(),
-                    context: Some(context),
                 },
             )
             .await

@@ -12,8 +12,27 @@ use super::*;
 /// the write key may claim builds.
 fn dispatch_config(reg: &str) -> String {
     config_with_keys(&format!(
-        "[build]\nworker_keys = [\"ci\"]\n[image]\nregistry = \"{reg}\"\ntls_verify = false\n"
+        "[build]\nworker_keys = [\"ci\"]\n[image]\nregistry = \"{reg}\"\ntls_verify = false\n\
+         [gc]\ninterval_secs = 0\ngrace_secs = 0\n"
     ))
+}
+
+/// A GC pass (admin); the blobs it removed.
+fn gc(s: &Server) -> Vec<String> {
+    let (status, v) = json_of(
+        client()
+            .post(s.url("/v1/admin/gc"))
+            .header("Authorization", bearer(ADMIN_KEY))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{v}");
+    v["blobs_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// `artifact-store worker --poll` for rocky9 with the write key.
@@ -273,6 +292,14 @@ fn a_worker_report_is_checked_in_the_registry() {
         .unwrap_or_else(|| panic!("no image/Dockerfile in {files:?}"));
     assert_eq!(df_in.1, df.as_bytes());
 
+    // the context is no job's record, yet GC keeps it while the job needs it
+    assert!(gc(&s).is_empty());
+    let job = wait_for_state(&s, &id, "running");
+    assert!(
+        !job.to_string().contains(context),
+        "readers of the job do not learn the context blob: {job}"
+    );
+
     // what the registry does not hold is refused, and nothing is indexed
     let made_up = format!("sha256:{}", "0".repeat(64));
     let path = format!("/v1/jobs/{id}/image");
@@ -304,7 +331,7 @@ fn a_worker_report_is_checked_in_the_registry() {
         .send()
         .unwrap();
     let (status, v) = json_of(r);
-    assert_eq!(status, 409, "{v}");
+    assert_error(status, &v, 409, "is an image build");
     // nor reports for another job
     let (status, v) = put_json(
         &s,
@@ -330,6 +357,22 @@ fn a_worker_report_is_checked_in_the_registry() {
         &json!({"image_id": "x", "digest": made_up, "size": 1}),
     );
     assert_eq!(status, 403, "{v}");
+    // the job ended: its context goes with the next GC pass
+    assert_eq!(gc(&s), vec![context.to_owned()]);
+}
+
+/// The job, once in `state`.
+fn wait_for_state(s: &Server, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, v) = get_json(s, &format!("/v1/jobs/{id}"));
+        assert_eq!(status, 200, "{v}");
+        if v["job"]["state"] == state {
+            return v["job"].clone();
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

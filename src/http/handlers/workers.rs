@@ -12,6 +12,7 @@ use crate::api::{
     self, ClaimRequest, Claimed, JobAnswer, JobLinks, OkStatus, WorkerBlob, WorkerFailure,
     WorkerSpec,
 };
+use crate::build::dispatch::WorkerError;
 use crate::http::body;
 use crate::http::caller::{authorize, bearer, identity};
 use crate::http::error::ApiError;
@@ -196,8 +197,22 @@ pub async fn result(
     let t = token(&req)?;
     {
         // refuse a stranger before reading a large body
-        let (b, t, id) = (state.builder.clone(), t.clone(), id.clone());
-        blocking(move || b.worker_spec(&t, &id)).await?;
+        let (b, images, t, id) = (
+            state.builder.clone(),
+            state.images.clone(),
+            t.clone(),
+            id.clone(),
+        );
+        blocking(move || {
+            if images.worker_spec(&t, &id)?.is_some() {
+                return Err(WorkerError::WrongKind(
+                    "this job is an image build: its worker reports what it pushed with PUT \
+                     /v1/jobs/{id}/image",
+                ));
+            }
+            b.worker_spec(&t, &id)
+        })
+        .await?;
     }
     body::check_room(&req, &state.components)?;
     let body = body::receive(&req, payload, &state.components, state.cfg.max_upload_bytes).await?;
@@ -242,7 +257,10 @@ pub async fn image(
     let (images, t2, i2) = (state.images.clone(), t.clone(), id.clone());
     let spec = blocking(move || images.worker_spec(&t2, &i2))
         .await?
-        .ok_or(crate::build::dispatch::WorkerError::NoSpec)?;
+        .ok_or(WorkerError::WrongKind(
+            "this job is not an image build (or it has ended): a component build's worker \
+             stores its result with PUT /v1/jobs/{id}/result",
+        ))?;
     crate::image::Images::verify_pushed(&spec, &built).await?;
     let images = state.images.clone();
     let rec = blocking(move || images.store_worker_image(&t, &id, &spec, &built)).await?;

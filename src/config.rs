@@ -526,6 +526,9 @@ pub struct ImageConfig {
     /// Kubernetes: the image the worker runs in for image builds (it needs
     /// podman); unset: `build.kubernetes.image`.
     pub worker_image: Option<String>,
+    /// Check a worker's report in the registry (the digest of the
+    /// immutable tag) before indexing it; off: reports are taken unchecked.
+    pub verify_push: bool,
 }
 
 impl Default for ImageConfig {
@@ -542,6 +545,7 @@ impl Default for ImageConfig {
             max_context_bytes: 1 << 30,
             executor: Executor::Local,
             worker_image: None,
+            verify_push: true,
         }
     }
 }
@@ -634,6 +638,16 @@ impl Config {
                  (its own podman storage is of no use to anyone)",
                 self.image.executor.name()
             )));
+        }
+        if self.image.executor == Executor::Kubernetes
+            && self.image.worker_image.is_none()
+            && self.build.kubernetes.image.is_none()
+        {
+            return Err(ConfigError::Check(
+                "image.executor = \"kubernetes\" needs an image with the worker and podman: \
+                 set image.worker_image (or build.kubernetes.image)"
+                    .into(),
+            ));
         }
         if !(1..=19).contains(&self.zstd_level) {
             return Err(ConfigError::Check("zstd_level must be 1..=19".into()));

@@ -43,7 +43,7 @@ pub struct ClaimRequest {
     #[serde(default)]
     pub arch: Vec<String>,
     /// What it runs: `build` (component builds), `image` (image builds:
-    /// it has podman). None: both.
+    /// it has podman). None: component builds only.
     #[serde(default)]
     pub kinds: Vec<String>,
 }

@@ -85,6 +85,9 @@ pub enum WorkerError {
     /// What the worker reported does not hold (an image's digest).
     #[error("{0}")]
     Rejected(String),
+    /// What the worker reported cannot be checked now (the registry).
+    #[error("{0}")]
+    Unavailable(String),
     /// A route of the other kind of build (component / image).
     #[error("{0}")]
     WrongKind(&'static str),
@@ -164,6 +167,12 @@ impl Builder {
                 WorkerError::Token(crate::jobs::TokenError::Ended)
             });
         }
+        // the hand-over may have been closed and forgotten (its outcome
+        // removed) between the token's check and winning it: check again
+        if let Err(e) = self.jobs.check_token(token, job) {
+            let _ = index.delete_meta(&outcome);
+            return Err(e.into());
+        }
         let res = store(&claims.dispatch).and_then(|(t, result)| {
             index
                 .set_meta(&result_key(&claims.dispatch), &result)
@@ -205,7 +214,8 @@ impl Builder {
 
     /// A polling worker asks for work: the oldest build waiting for one
     /// (for one of `arches`, any when empty; of one of `kinds`, `build` or
-    /// `image`, any when empty), with a token for it.
+    /// `image`; none: component builds only, as a worker that does not say
+    /// may have no podman), with a token for it.
     pub fn claim_for_worker(
         &self,
         worker: &str,
@@ -224,7 +234,11 @@ impl Builder {
                 };
                 (d.executor == "worker"
                     && d.remote_id.is_empty()
-                    && (kinds.is_empty() || kinds.iter().any(|k| k == kind))
+                    && (if kinds.is_empty() {
+                        kind == "build"
+                    } else {
+                        kinds.iter().any(|k| k == kind)
+                    })
                     && (arches.is_empty()
                         || arches.iter().any(|a| a.eq_ignore_ascii_case(&d.arch))))
                 .then_some((j.id, d))

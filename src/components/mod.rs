@@ -422,7 +422,15 @@ impl Components {
     pub fn put_context(&self, dir: &Path) -> Result<String> {
         self.ensure_room()?;
         let _slot = self.packs.take();
-        Ok(self.pack_into_blob(dir, "image", Some(0))?.hex())
+        let info = self.pack_into_blob(dir, "image", Some(0))?;
+        // the same context may be stored already and old: spared by GC
+        // passes from now on, and caught if one removed it a moment before
+        let hex = info.hex();
+        self.index.note_blob_use(&hex)?;
+        if !self.blobs.contains(&info.hash)? {
+            return Err(ComponentError::BlobLost(hex));
+        }
+        Ok(hex)
     }
 
     /// A record (other than `key`'s own) built from exactly `inputs`, whose

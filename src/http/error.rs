@@ -366,6 +366,7 @@ impl From<crate::build::dispatch::WorkerError> for ApiError {
             W::Store(c) => c.into(),
             W::Jobs(j) => j.into(),
             W::Rejected(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "rejected", m),
+            W::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
         }
     }
 }

@@ -46,13 +46,45 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), "")
+    }
+
+    /// A registry that wants `user`'s password for everything (htpasswd,
+    /// HTTP Basic; the bcrypt hash made by Python's `crypt`).
+    pub fn start_with_password(user: &str, password: &str) -> Registry {
+        let out = Command::new("python3")
+            .args([
+                "-W",
+                "ignore",
+                "-c",
+                "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                password,
+            ])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hash = String::from_utf8(out.stdout).unwrap();
         let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, format!("{user}:{}\n", hash.trim())).unwrap();
+        let auth = format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            file.display()
+        );
+        Self::start_in(dir, &auth)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &str) -> Registry {
         let port = free_port();
         let cfg = dir.path().join("config.yml");
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
                 dir.path().join("storage").display()
             ),
         )

@@ -310,6 +310,29 @@ fn a_worker_report_is_checked_in_the_registry() {
         &json!({"image_id": "x", "digest": made_up, "size": 1}),
     );
     assert_error(status, &v, 422, "is not in the registry");
+    // the moving tag still names an earlier build: its digest is not this one's
+    let earlier_dir = tempfile::tempdir().unwrap();
+    let earlier_df = earlier_dir.path().join("Dockerfile");
+    std::fs::write(&earlier_df, dockerfile("RUN echo earlier-d3 > /e.txt\n")).unwrap();
+    let moving = image["image"].as_str().unwrap();
+    let dir = earlier_dir.path().to_str().unwrap();
+    podman_ok(&["build", "--isolation", "chroot", "-t", moving, dir]);
+    let digest_file = earlier_dir.path().join("digest");
+    podman_ok(&[
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        digest_file.to_str().unwrap(),
+        moving,
+    ]);
+    let earlier = std::fs::read_to_string(&digest_file).unwrap();
+    let (status, v) = put_json(
+        &s,
+        &path,
+        &token,
+        &json!({"image_id": "x", "digest": earlier.trim(), "size": 1}),
+    );
+    assert_error(status, &v, 422, "is not in the registry");
     let (status, v) = put_json(
         &s,
         &path,
@@ -522,4 +545,61 @@ fn an_image_build_waiting_for_a_polling_worker_survives_a_restart() {
         pulled(&by_digest, "/in.txt"),
         "kept across a restart (d6)\n"
     );
+}
+
+#[test]
+fn a_registry_that_wants_credentials_the_service_lacks_fails_closed() {
+    let reg = Registry::start_with_password("pusher", "s3cret-d7");
+    // the worker's podman has the credentials (an authfile on the node)
+    let auth = tempfile::tempdir().unwrap();
+    let authfile = auth.path().join("auth.json");
+    let authfile = authfile.to_str().unwrap();
+    podman_ok(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        authfile,
+        "-u",
+        "pusher",
+        "-p",
+        "s3cret-d7",
+        &reg.addr(),
+    ]);
+    let cfg = format!(
+        "{}[image]\nregistry = \"{}\"\ntls_verify = false\npodman_push = [\"podman\", \"push\", \"--authfile\", \"{authfile}\"]\n",
+        config_with_keys("[build]\nworker_keys = [\"ci\"]\n"),
+        reg.addr()
+    );
+    let env = [("ARTIFACT_STORE_IMAGE__EXECUTOR", "worker")];
+    let s = Server::start_with_env(&cfg, &env);
+    let worker = Killed(polling_worker(&s, "img-vm7"));
+    let df = dockerfile("RUN echo d7 > /d7.txt\n");
+    let (status, v, _) = post_form(
+        &s,
+        "/v1/images?wait=true",
+        form("ImgD7_IOC", "main", "rocky9", &df, None),
+    );
+    assert_error(status, &v, 422, "wants credentials");
+    let msg = v["errorMessage"].as_str().unwrap();
+    assert!(msg.contains("image.verify_push = false"), "{msg}");
+    let (status, _) = get_json(&s, "/v1/images/ImgD7_IOC/main/rocky9");
+    assert_eq!(status, 404, "nothing indexed");
+    drop(worker);
+
+    // the operator's choice: reports taken unchecked
+    let s = Server::start_with_env(
+        &cfg,
+        &[
+            ("ARTIFACT_STORE_IMAGE__EXECUTOR", "worker"),
+            ("ARTIFACT_STORE_IMAGE__VERIFY_PUSH", "false"),
+        ],
+    );
+    let _worker = Killed(polling_worker(&s, "img-vm7"));
+    let (status, v, _) = post_form(
+        &s,
+        "/v1/images?wait=true",
+        form("ImgD7_IOC", "main", "rocky9", &df, None),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["location"], "registry", "{v}");
 }

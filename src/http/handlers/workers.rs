@@ -243,7 +243,8 @@ hand-over.",
         (status = 401, description = "No job token", body = api::ErrorBody),
         (status = 403, description = "A token of another job, of a job that has ended, or a result already stored", body = api::ErrorBody),
         (status = 409, description = "The job is not an image build, or a report is being stored", body = api::ErrorBody),
-        (status = 422, description = "Not a manifest digest, or not the one the registry names", body = api::ErrorBody),
+        (status = 422, description = "Not a manifest digest, or not the one the registry names for the immutable tag (or the registry cannot be read with what the service has)", body = api::ErrorBody),
+        (status = 503, description = "The registry could not be asked now: report again", body = api::ErrorBody),
     ),
 )]
 pub async fn image(
@@ -261,7 +262,7 @@ pub async fn image(
             "this job is not an image build (or it has ended): a component build's worker \
              stores its result with PUT /v1/jobs/{id}/result",
         ))?;
-    crate::image::Images::verify_pushed(&spec, &built).await?;
+    state.images.verify_pushed(&spec, &built).await?;
     let images = state.images.clone();
     let rec = blocking(move || images.store_worker_image(&t, &id, &spec, &built)).await?;
     tracing::info!(image = %rec.immutable, digest = %rec.digest, "indexed a worker's image");

@@ -57,6 +57,32 @@ impl Drop for Killed {
     }
 }
 
+/// Asks for an image build without waiting: the job's id.
+fn start_image(s: &Server, component: &str, df: &str, ctx: Option<&[u8]>) -> String {
+    let (status, q, _) = post_form(
+        s,
+        "/v1/images",
+        form(
+            component,
+            "main",
+            "rocky9",
+            df,
+            ctx.map(|c| ("c.tar.gz", c)),
+        ),
+    );
+    assert_eq!(status, 202, "{q}");
+    q["job"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the job's log holds `needle`.
+fn wait_log(s: &Server, id: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job_log(s, id).contains(needle) {
+        assert!(Instant::now() < deadline, "{}", job_log(s, id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Pulls `name` back from the registry and reads `path` in it.
 fn pulled(name: &str, path: &str) -> String {
     podman_ok(&["pull", "--tls-verify=false", name]);
@@ -230,20 +256,9 @@ fn a_worker_report_is_checked_in_the_registry() {
         &[("ARTIFACT_STORE_IMAGE__EXECUTOR", "worker")],
     );
     let df = dockerfile("RUN echo d3 > /d3.txt\n");
-    let (status, q, _) = post_form(
-        &s,
-        "/v1/images",
-        form("ImgD3_IOC", "main", "rocky9", &df, None),
-    );
-    assert_eq!(status, 202, "{q}");
-    let id = q["job"].as_str().unwrap().to_owned();
-
+    let id = start_image(&s, "ImgD3_IOC", &df, None);
     // handed over: it waits for a polling worker
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !job_log(&s, &id).contains("waiting for a worker") {
-        assert!(Instant::now() < deadline, "{}", job_log(&s, &id));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_log(&s, &id, "waiting for a worker");
     let claim = |kinds: Value| {
         client()
             .post(s.url("/v1/workers/claim"))
@@ -427,19 +442,9 @@ fn the_service_restarted_during_a_slurm_image_build_records_it_once() {
         let env = [("ARTIFACT_STORE_IMAGE__EXECUTOR", "slurm")];
         let mut s = Server::start_in_env(tmp.path(), &cfg, &env);
         let df = dockerfile("RUN sleep 6 && echo 'built across a restart (d4)' > /d4.txt\n");
-        let (status, q, _) = post_form(
-            &s,
-            "/v1/images",
-            form("ImgD4_IOC", "main", "rocky9", &df, None),
-        );
-        assert_eq!(status, 202, "{q}");
-        let id = q["job"].as_str().unwrap().to_owned();
+        let id = start_image(&s, "ImgD4_IOC", &df, None);
         // podman runs the RUN step on the Slurm node: the service goes away
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !job_log(&s, &id).contains("STEP 2/2") {
-            assert!(Instant::now() < deadline, "{}", job_log(&s, &id));
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_log(&s, &id, "STEP 2/2");
         let port = s.base.rsplit(':').next().unwrap().to_owned();
         s.kill();
         let s = Server::start_on(tmp.path(), &cfg, &env, &format!("127.0.0.1:{port}"));
@@ -517,18 +522,8 @@ fn an_image_build_waiting_for_a_polling_worker_survives_a_restart() {
     let mut s = Server::start_in_env(tmp.path(), &cfg, &env);
     let df = dockerfile("COPY in.txt /in.txt\n");
     let ctx = tar_gz("", &[("in.txt", b"kept across a restart (d6)\n")]);
-    let (status, q, _) = post_form(
-        &s,
-        "/v1/images",
-        form("ImgD6_IOC", "main", "rocky9", &df, Some(("c.tar.gz", &ctx))),
-    );
-    assert_eq!(status, 202, "{q}");
-    let id = q["job"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !job_log(&s, &id).contains("waiting for a worker") {
-        assert!(Instant::now() < deadline, "{}", job_log(&s, &id));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let id = start_image(&s, "ImgD6_IOC", &df, Some(&ctx));
+    wait_log(&s, &id, "waiting for a worker");
     // the upload's replica goes away before any worker claimed the build
     let port = s.base.rsplit(':').next().unwrap().to_owned();
     s.kill();

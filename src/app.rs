@@ -113,7 +113,6 @@ pub fn open(cfg: Config) -> Result<AppState, StartError> {
     let images = Images::new(
         index,
         scratch,
-        jobs,
         cfg.clone(),
         components.copies().clone(),
         builder.clone(),

@@ -96,9 +96,21 @@ pub enum WorkerError {
 impl Builder {
     /// The spec of the build a worker's token names (checked).
     pub fn worker_spec(&self, token: &str, job: &str) -> Result<BuildSpec, WorkerError> {
-        let (claims, _) = self.jobs.check_token(token, job)?;
-        self.dispatched_spec(&claims.dispatch)
+        self.handed_spec(token, job, spec_key)?
             .ok_or(WorkerError::NoSpec)
+    }
+
+    /// The spec kept under `key` ([`spec_key`], [`image_spec_key`]) for
+    /// the hand-over a worker's token names (checked); `None` when that
+    /// hand-over keeps none there (it is of the other kind, or ended).
+    pub fn handed_spec<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        job: &str,
+        key: fn(&str) -> String,
+    ) -> Result<Option<T>, WorkerError> {
+        let (claims, _) = self.jobs.check_token(token, job)?;
+        Ok(self.meta_json(&key(&claims.dispatch)))
     }
 
     /// Appends a worker's lines to its job's log (checked); false past the

@@ -40,7 +40,7 @@ use crate::build::{Builder, Submitted};
 use crate::components::RecordCopies;
 use crate::config::{Config, Executor};
 use crate::index::{Index, RawRecord};
-use crate::jobs::{JobCtx, JobError, Jobs, WorkError};
+use crate::jobs::{JobCtx, JobError, WorkError};
 use crate::model::{Identity, ImageKey, ImageRecord, JobResult, JobTarget};
 use crate::process::{self, LineSink};
 use crate::store::pack::{pack_dir, PackOptions};
@@ -117,10 +117,9 @@ pub enum Requested {
 pub struct Images {
     index: Arc<dyn Index>,
     scratch: Scratch,
-    jobs: Jobs,
     cfg: Arc<Config>,
     copies: RecordCopies,
-    /// Hands builds to workers (`[image] executor`).
+    /// The job queue, and hand-overs to workers (`[image] executor`).
     builder: Builder,
     /// One build per image key at a time, in request order.
     locks: Arc<std::sync::Mutex<std::collections::HashMap<ImageKey, Arc<tokio::sync::Mutex<()>>>>>,
@@ -130,7 +129,6 @@ impl Images {
     pub fn new(
         index: Arc<dyn Index>,
         scratch: Scratch,
-        jobs: Jobs,
         cfg: Arc<Config>,
         copies: RecordCopies,
         builder: Builder,
@@ -138,7 +136,6 @@ impl Images {
         Self {
             index,
             scratch,
-            jobs,
             cfg,
             copies,
             builder,
@@ -295,16 +292,20 @@ impl Images {
         );
         let this = self.clone();
         let k = key.clone();
-        let (job, new) =
-            self.jobs
-                .submit_pinned(&flight, "image", target, who.clone(), move |ctx| {
-                    Box::pin(async move {
-                        let lock = this.lock_for(&k);
-                        let _one_at_a_time = lock.lock().await;
-                        let rec = this.build(&ctx, &k, prepared, no_cache, who).await?;
-                        Ok(JobResult::Image(Box::new(rec)))
-                    })
-                })?;
+        let (job, new) = self.builder.jobs().submit_pinned(
+            &flight,
+            "image",
+            target,
+            who.clone(),
+            move |ctx| {
+                Box::pin(async move {
+                    let lock = this.lock_for(&k);
+                    let _one_at_a_time = lock.lock().await;
+                    let rec = this.build(&ctx, &k, prepared, no_cache, who).await?;
+                    Ok(JobResult::Image(Box::new(rec)))
+                })
+            },
+        )?;
         Ok(Requested::Job(Submitted { job, new }))
     }
 
@@ -348,8 +349,7 @@ impl Images {
         if self.cfg.image.executor != Executor::Local {
             return self.dispatch(ctx, spec, p).await;
         }
-        let host = CtxHost(ctx);
-        let built = execute::execute(&host, &spec, &p.dockerfile(), &p.context(), p.work.path())
+        let built = execute::execute(ctx, &spec, &p.dockerfile(), &p.context(), p.work.path())
             .await
             .map_err(|e| ctx.fail(e))?;
         ctx.step("index");
@@ -414,17 +414,8 @@ impl Images {
 
     /// The image build a worker's token names (checked), if it is one.
     pub fn worker_spec(&self, token: &str, job: &str) -> Result<Option<ImageSpec>, WorkerError> {
-        let (claims, _) = self.jobs.check_token(token, job)?;
-        let Some(v) = self
-            .index
-            .meta(&dispatch::image_spec_key(&claims.dispatch))
-            .map_err(JobError::from)?
-        else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(|e| WorkerError::Rejected(format!("the image build's spec: {e}")))
+        self.builder
+            .handed_spec(token, job, dispatch::image_spec_key)
     }
 
     /// Checks what a worker says it pushed: a manifest digest, the one the
@@ -488,14 +479,12 @@ fn record(spec: &ImageSpec, built: &Built) -> ImageRecord {
 }
 
 /// A job's log and steps, for [`execute::execute`] on the service's host.
-struct CtxHost<'a>(&'a JobCtx);
-
-impl execute::ImageHost for CtxHost<'_> {
+impl execute::ImageHost for JobCtx {
     fn sink(&self) -> Arc<dyn LineSink> {
-        Arc::new(self.0.log.clone())
+        Arc::new(self.log.clone())
     }
     fn step(&self, name: &str) {
-        self.0.step(name)
+        JobCtx::step(self, name)
     }
 }
 

@@ -60,13 +60,12 @@ pub fn run(
             "the context blob holds no image/Dockerfile and image/context/".into(),
         ));
     }
-    let host = PosterHost(poster.clone());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let built = rt
         .block_on(execute::execute(
-            &host,
+            poster,
             spec,
             &dockerfile,
             &context,
@@ -91,13 +90,11 @@ pub fn run(
 }
 
 /// Lines and steps to the service.
-struct PosterHost(LogPoster);
-
-impl ImageHost for PosterHost {
+impl ImageHost for LogPoster {
     fn sink(&self) -> Arc<dyn LineSink> {
-        Arc::new(self.0.clone())
+        Arc::new(self.clone())
     }
     fn step(&self, name: &str) {
-        self.0.step(name)
+        LogPoster::step(self, name)
     }
 }
